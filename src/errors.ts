@@ -1,0 +1,120 @@
+// The one error table: every error node-uwsgi raises has a stable code, a message that says what to do, and,
+// where a request is concerned, the HTTP status it maps to. README.md's "Errors" table is checked against it.
+
+export interface ErrorSpec {
+  /** HTTP status when the error concerns a request; undefined for start-up and configuration errors. */
+  readonly status?: number;
+  /** Message template; `{name}` placeholders are filled from the details. Says what to do. */
+  readonly message: string;
+}
+
+export const ERRORS = {
+  // uwsgi protocol (src/protocol)
+  ERR_UWSGI_MODIFIER: {
+    status: 400,
+    message:
+      'unsupported uwsgi packet modifier1={modifier1}: only 0 (a WSGI-style request, what nginx and Apache send) is served; remove uwsgi_modifier1 from the front server configuration',
+  },
+  ERR_UWSGI_HTTP_ON_SOCKET: {
+    status: 400,
+    message:
+      'plain HTTP arrived on the uwsgi socket ({preview}): the front server must use uwsgi_pass (nginx) or uwsgi:// (Apache), not proxy_pass/http://',
+  },
+  ERR_UWSGI_VARS_TOO_LARGE: {
+    status: 431,
+    message: 'uwsgi vars block of {size} bytes exceeds --max-vars-size {limit}: raise --max-vars-size or send smaller headers',
+  },
+  ERR_UWSGI_TOO_MANY_VARS: {
+    status: 431,
+    message: 'uwsgi vars block has more than --max-vars {limit} variables: raise --max-vars or send fewer headers',
+  },
+  ERR_UWSGI_MALFORMED_VARS: {
+    status: 400,
+    message: 'malformed uwsgi vars block: {detail} at offset {offset}; the peer does not speak the uwsgi protocol',
+  },
+  ERR_UWSGI_BAD_CONTENT_LENGTH: {
+    status: 400,
+    message: 'CONTENT_LENGTH {value} is not a non-negative integer: the front server sent an invalid request length',
+  },
+  ERR_UWSGI_HEAD_INCOMPLETE: {
+    status: 400,
+    message: 'the peer closed the connection after {received} bytes, before the uwsgi header and vars were complete',
+  },
+  ERR_UWSGI_BODY_INCOMPLETE: {
+    status: 400,
+    message: 'the request body ended after {received} of {expected} bytes (CONTENT_LENGTH): the peer closed early',
+  },
+
+  // Apps and their responses
+  ERR_APP_EXCEPTION: { status: 500, message: 'the app threw: {detail}' },
+  ERR_APP_BAD_RESPONSE: { status: 500, message: 'the app returned an invalid response: {detail}' },
+  ERR_APP_BAD_STATUS: {
+    status: 500,
+    message: 'the app set status {value}: a final status from 200 to 999 is required (1xx would end the front server\'s response)',
+  },
+  ERR_APP_BAD_HEADER: {
+    status: 500,
+    message: 'the app set an invalid header {name}: names are tokens and values carry no CR, LF or NUL',
+  },
+  ERR_WSGI_START_RESPONSE: { status: 500, message: 'start_response misuse: {detail} (PEP 3333)' },
+  ERR_WSGI_VALIDATION: { status: 500, message: 'WSGI validator: {detail}' },
+
+  // Loading the app (src/app-loader)
+  ERR_APP_NOT_FOUND: {
+    message: 'cannot find the app module {spec} (resolved from {cwd}): give a path such as ./app.js or an installed package name',
+  },
+  ERR_APP_IMPORT_FAILED: { message: 'importing the app module {file} failed: {detail}' },
+  ERR_APP_EXPORT_MISSING: {
+    message: 'the app module {file} has no export "{name}"; exports found: {exports}. Name one with {spec}:<export>',
+  },
+  ERR_APP_FACTORY_FAILED: { message: 'the app factory {file}:{name}() threw or rejected: {detail}' },
+  ERR_APP_INTERFACE_UNKNOWN: {
+    message:
+      'cannot tell which interface the app {file}:{name} speaks ({detail}); pass --interface wsgi|node|fetch',
+  },
+
+  // Configuration and sockets
+  ERR_OPTION_INVALID: { message: 'invalid value {value} for {option}: {detail}' },
+  ERR_OPTION_UNKNOWN: { message: 'unknown option {option}{hint}' },
+  ERR_SOCKET_ADDRESS: {
+    message: 'invalid socket address {value}: use unix:/path, /abs/path, host:port, [::1]:port or fd://N',
+  },
+  ERR_SOCKET_IN_USE: {
+    message: 'socket {address} is in use by a live server: stop it, or choose another --socket',
+  },
+  ERR_SOCKET_LISTEN: { message: 'cannot listen on {address}: {detail}' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** An error from the table: `code` is stable, `status` the HTTP status where a request is concerned. */
+export class UwsgiError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number | undefined;
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: ErrorCode, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    const spec: ErrorSpec = ERRORS[code];
+    super(formatMessage(spec.message, details), options);
+    this.name = 'UwsgiError';
+    this.code = code;
+    this.status = spec.status;
+    this.details = details;
+  }
+}
+
+function formatMessage(template: string, details: Record<string, unknown>): string {
+  return template.replace(/\{(\w+)\}/g, (whole, key: string) =>
+    key in details ? String(details[key]) : whole,
+  );
+}
+
+/** The HTTP status to answer for an error: the table's, else 500 (an app's own exception). */
+export function statusOf(err: unknown): number {
+  if (err instanceof UwsgiError && err.status !== undefined) return err.status;
+  return 500;
+}
+
+export function isUwsgiError(err: unknown, code?: ErrorCode): err is UwsgiError {
+  return err instanceof UwsgiError && (code === undefined || err.code === code);
+}

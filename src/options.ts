@@ -1,0 +1,154 @@
+// The one options table: each option is declared once, as data (flag, environment variable, default, check,
+// help), and feeds the CLI, the docs and, later, the config file. Unknown or invalid values are errors.
+import { UwsgiError } from './errors.js';
+import { MAX_VARS_SIZE, DEFAULT_MAX_VARS } from './protocol/decoder.js';
+
+export type SocketAddress =
+  | { kind: 'unix'; path: string }
+  | { kind: 'tcp'; host: string; port: number }
+  | { kind: 'fd'; fd: number };
+
+export const INTERFACES = ['auto', 'wsgi', 'node', 'fetch'] as const;
+export type InterfaceName = (typeof INTERFACES)[number];
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface Options {
+  socket: SocketAddress[];
+  chmodSocket: number | undefined;
+  interface: InterfaceName;
+  logLevel: LogLevel;
+  accessLog: boolean;
+  maxVarsSize: number;
+  maxVars: number;
+}
+
+export interface OptionSpec<K extends keyof Options = keyof Options> {
+  readonly name: K;
+  /** The long flag without dashes, also the config file key. */
+  readonly flag: string;
+  /** Placeholder for the value in --help; absent for boolean switches. */
+  readonly arg?: string;
+  readonly help: string;
+  readonly default: Options[K];
+  /** Parses one raw value; for repeatable options `previous` holds the values parsed so far. */
+  readonly parse: (raw: string, previous: Options[K]) => Options[K];
+  readonly repeatable?: boolean;
+}
+
+function option<K extends keyof Options>(spec: OptionSpec<K>): OptionSpec<K> {
+  return spec;
+}
+
+export const OPTIONS = [
+  option<'socket'>({
+    name: 'socket',
+    flag: 'socket',
+    arg: 'addr',
+    help: 'where to listen: unix:/path, /abs/path, host:port, [::1]:port or fd://N (repeatable)',
+    default: [{ kind: 'tcp', host: '127.0.0.1', port: 3031 }],
+    repeatable: true,
+    parse: (raw, previous) => [...previous, parseSocketAddress(raw)],
+  }),
+  option<'chmodSocket'>({
+    name: 'chmodSocket',
+    flag: 'chmod-socket',
+    arg: 'mode',
+    help: 'octal permissions for Unix sockets, e.g. 660 so that nginx\'s group can connect',
+    default: undefined,
+    parse: (raw) => {
+      if (!/^0?[0-7]{3}$/.test(raw)) invalid('--chmod-socket', raw, 'an octal mode such as 660');
+      return parseInt(raw, 8);
+    },
+  }),
+  option<'interface'>({
+    name: 'interface',
+    flag: 'interface',
+    arg: 'kind',
+    help: 'the app interface: auto (detect), wsgi, node or fetch',
+    default: 'auto',
+    parse: (raw) => oneOf('--interface', raw, INTERFACES),
+  }),
+  option<'logLevel'>({
+    name: 'logLevel',
+    flag: 'log-level',
+    arg: 'level',
+    help: 'trace, debug, info, warn, error, fatal or silent',
+    default: 'info',
+    parse: (raw) => oneOf('--log-level', raw, LOG_LEVELS),
+  }),
+  option<'accessLog'>({
+    name: 'accessLog',
+    flag: 'access-log',
+    help: 'log one line per request (method, uri, status, bytes, duration, remote)',
+    default: false,
+    parse: () => true,
+  }),
+  option<'maxVarsSize'>({
+    name: 'maxVarsSize',
+    flag: 'max-vars-size',
+    arg: 'bytes',
+    help: `largest uwsgi vars block (request headers) accepted; the protocol allows ${MAX_VARS_SIZE}`,
+    default: MAX_VARS_SIZE,
+    parse: (raw) => integer('--max-vars-size', raw, 4, MAX_VARS_SIZE),
+  }),
+  option<'maxVars'>({
+    name: 'maxVars',
+    flag: 'max-vars',
+    arg: 'count',
+    help: 'most variables (CGI vars and headers) in one request',
+    default: DEFAULT_MAX_VARS,
+    parse: (raw) => integer('--max-vars', raw, 1, 65535),
+  }),
+] as const satisfies ReadonlyArray<OptionSpec<any>>;
+
+export function defaultOptions(): Options {
+  const out: Record<string, unknown> = {};
+  for (const spec of OPTIONS) out[spec.name] = spec.default;
+  return out as unknown as Options;
+}
+
+/** Parses `unix:/path`, `/abs/path`, `host:port`, `[::1]:port`, `:port` or `fd://N`. */
+export function parseSocketAddress(raw: string): SocketAddress {
+  if (raw.startsWith('unix:')) {
+    const path = raw.slice(5);
+    if (path === '') throw new UwsgiError('ERR_SOCKET_ADDRESS', { value: JSON.stringify(raw) });
+    return { kind: 'unix', path };
+  }
+  if (raw.startsWith('/') || raw.startsWith('./')) return { kind: 'unix', path: raw };
+  if (raw.startsWith('fd://')) {
+    const fd = Number(raw.slice(5));
+    if (!Number.isInteger(fd) || fd < 0 || raw.length === 5) {
+      throw new UwsgiError('ERR_SOCKET_ADDRESS', { value: JSON.stringify(raw) });
+    }
+    return { kind: 'fd', fd };
+  }
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(raw);
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || port > 65535) throw new UwsgiError('ERR_SOCKET_ADDRESS', { value: JSON.stringify(raw) });
+  const host = match[1] ?? (match[2] === '' ? '127.0.0.1' : match[2]!);
+  return { kind: 'tcp', host, port };
+}
+
+export function formatSocketAddress(address: SocketAddress): string {
+  switch (address.kind) {
+    case 'unix': return `unix:${address.path}`;
+    case 'fd': return `fd://${address.fd}`;
+    case 'tcp': return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
+  }
+}
+
+function invalid(option: string, value: string, detail: string): never {
+  throw new UwsgiError('ERR_OPTION_INVALID', { option, value: JSON.stringify(value), detail: `expected ${detail}` });
+}
+
+function oneOf<T extends string>(option: string, raw: string, choices: readonly T[]): T {
+  if (!(choices as readonly string[]).includes(raw)) invalid(option, raw, `one of ${choices.join(', ')}`);
+  return raw as T;
+}
+
+function integer(option: string, raw: string, min: number, max: number): number {
+  const value = Number(raw);
+  if (!/^\d+$/.test(raw) || value < min || value > max) invalid(option, raw, `an integer from ${min} to ${max}`);
+  return value;
+}

@@ -1,0 +1,221 @@
+// Incremental decoder of one uwsgi request: the 4-byte header, the vars block, then CONTENT_LENGTH body bytes.
+// Bytes in, callbacks out; it never sees a socket. Spec: https://uwsgi-docs.readthedocs.io/en/latest/Protocol.html
+import { UwsgiError } from '../errors.js';
+
+/** The protocol's ceiling: the vars block size is a 16-bit field. */
+export const MAX_VARS_SIZE = 65535;
+export const DEFAULT_MAX_VARS = 1000;
+export const HEADER_SIZE = 4;
+
+export interface DecoderLimits {
+  /** Largest vars block accepted, in bytes (at most 65535). */
+  readonly maxVarsSize: number;
+  /** Most vars (key/value pairs) accepted in one block. */
+  readonly maxVars: number;
+}
+
+export const DEFAULT_LIMITS: DecoderLimits = { maxVarsSize: MAX_VARS_SIZE, maxVars: DEFAULT_MAX_VARS };
+
+export interface RequestHead {
+  readonly modifier1: number;
+  readonly modifier2: number;
+  /** Flat [name0, value0, name1, value1, ...] in arrival order, as latin1 strings (like http's rawHeaders). */
+  readonly vars: string[];
+  /** Body length in bytes, from CONTENT_LENGTH alone (absent or empty: 0). */
+  readonly contentLength: number;
+}
+
+export interface DecoderHandler {
+  /** Called once, when the header and the vars block are complete. */
+  onHead(head: RequestHead): void;
+  /** Body bytes, never past CONTENT_LENGTH. The buffer may be a view into the caller's chunk. */
+  onBody(chunk: Buffer): void;
+  /** Called once, when CONTENT_LENGTH body bytes have arrived (right after onHead when there is no body). */
+  onEnd(): void;
+}
+
+const enum State {
+  Header,
+  Vars,
+  Body,
+  Done,
+}
+
+// Methods a misdirected HTTP client starts with; as a uwsgi header they read as modifier1 'G', size 0x2045...
+const HTTP_PREFIXES = ['GET ', 'POST', 'HEAD', 'PUT ', 'DELE', 'OPTI', 'PATC', 'CONN', 'TRAC', 'PRI '];
+
+export class RequestDecoder {
+  private state = State.Header;
+  private readonly limits: DecoderLimits;
+  private readonly handler: DecoderHandler;
+  /** Bytes of an incomplete header or vars block carried between chunks. */
+  private pending: Buffer | undefined;
+  private modifier1 = 0;
+  private modifier2 = 0;
+  private varsSize = 0;
+  private bodyRemaining = 0;
+  private bodyLength = 0;
+  private received = 0;
+  /** Bytes that arrived after the body, discarded (never parsed as another request). */
+  excessBytes = 0;
+
+  constructor(handler: DecoderHandler, limits: DecoderLimits = DEFAULT_LIMITS) {
+    this.handler = handler;
+    this.limits = limits;
+  }
+
+  get done(): boolean {
+    return this.state === State.Done;
+  }
+
+  get headComplete(): boolean {
+    return this.state === State.Body || this.state === State.Done;
+  }
+
+  /** Body bytes still expected. */
+  get bodyRemainingBytes(): number {
+    return this.bodyRemaining;
+  }
+
+  /** Feeds bytes; throws UwsgiError on a malformed packet (the decoder is then unusable for this request). */
+  execute(chunk: Buffer): void {
+    this.received += chunk.length;
+    let data = chunk;
+    while (data.length > 0) {
+      switch (this.state) {
+        case State.Header:
+        case State.Vars: {
+          data = this.takeHead(data);
+          break;
+        }
+        case State.Body: {
+          if (data.length <= this.bodyRemaining) {
+            this.bodyRemaining -= data.length;
+            this.handler.onBody(data);
+            data = EMPTY;
+          } else {
+            this.handler.onBody(data.subarray(0, this.bodyRemaining));
+            data = data.subarray(this.bodyRemaining);
+            this.bodyRemaining = 0;
+          }
+          if (this.bodyRemaining === 0) this.finishBody();
+          break;
+        }
+        case State.Done: {
+          this.excessBytes += data.length;
+          data = EMPTY;
+          break;
+        }
+      }
+    }
+  }
+
+  /** The peer closed its side: throws if the request was not complete. */
+  finish(): void {
+    if (this.state === State.Header || this.state === State.Vars) {
+      throw new UwsgiError('ERR_UWSGI_HEAD_INCOMPLETE', { received: this.received });
+    }
+    if (this.state === State.Body) {
+      throw new UwsgiError('ERR_UWSGI_BODY_INCOMPLETE', {
+        received: this.bodyLength - this.bodyRemaining,
+        expected: this.bodyLength,
+      });
+    }
+  }
+
+  /** Consumes header or vars bytes from `data`; returns what is left after them. */
+  private takeHead(data: Buffer): Buffer {
+    const need = this.state === State.Header ? HEADER_SIZE : this.varsSize;
+    let buf = data;
+    if (this.pending !== undefined) {
+      const missing = need - this.pending.length;
+      if (data.length < missing) {
+        this.pending = Buffer.concat([this.pending, data]);
+        return EMPTY;
+      }
+      buf = Buffer.concat([this.pending, data.subarray(0, missing)]);
+      data = data.subarray(missing);
+      this.pending = undefined;
+    } else if (data.length < need) {
+      this.pending = Buffer.from(data);
+      return EMPTY;
+    } else {
+      data = data.subarray(need);
+    }
+    if (this.state === State.Header) this.readHeader(buf);
+    else this.readVars(buf.subarray(0, need));
+    if (this.state === State.Vars && this.varsSize === 0) this.readVars(EMPTY);
+    return data;
+  }
+
+  private readHeader(buf: Buffer): void {
+    const modifier1 = buf[0]!;
+    const size = buf[1]! | (buf[2]! << 8);
+    if (modifier1 !== 0) {
+      const preview = buf.toString('latin1', 0, HEADER_SIZE);
+      if (HTTP_PREFIXES.includes(preview)) {
+        throw new UwsgiError('ERR_UWSGI_HTTP_ON_SOCKET', { preview: JSON.stringify(preview) });
+      }
+      throw new UwsgiError('ERR_UWSGI_MODIFIER', { modifier1 });
+    }
+    if (size > this.limits.maxVarsSize) {
+      throw new UwsgiError('ERR_UWSGI_VARS_TOO_LARGE', { size, limit: this.limits.maxVarsSize });
+    }
+    this.modifier1 = modifier1;
+    this.modifier2 = buf[3]!;
+    this.varsSize = size;
+    this.state = State.Vars;
+  }
+
+  private readVars(block: Buffer): void {
+    const vars: string[] = [];
+    const end = block.length;
+    let offset = 0;
+    let contentLength: string | undefined;
+    while (offset < end) {
+      if (vars.length >= this.limits.maxVars * 2) {
+        throw new UwsgiError('ERR_UWSGI_TOO_MANY_VARS', { limit: this.limits.maxVars });
+      }
+      if (offset + 2 > end) malformed('truncated key length', offset);
+      const keyLength = block[offset]! | (block[offset + 1]! << 8);
+      offset += 2;
+      if (offset + keyLength > end) malformed('key longer than the block', offset);
+      const key = block.toString('latin1', offset, offset + keyLength);
+      offset += keyLength;
+      if (offset + 2 > end) malformed('truncated value length', offset);
+      const valueLength = block[offset]! | (block[offset + 1]! << 8);
+      offset += 2;
+      if (offset + valueLength > end) malformed('value longer than the block', offset);
+      const value = block.toString('latin1', offset, offset + valueLength);
+      offset += valueLength;
+      if (keyLength === 0) malformed('empty key', offset);
+      vars.push(key, value);
+      if (key === 'CONTENT_LENGTH') contentLength = value;
+    }
+    const length = parseContentLength(contentLength);
+    this.bodyLength = length;
+    this.bodyRemaining = length;
+    this.state = State.Body;
+    this.handler.onHead({ modifier1: this.modifier1, modifier2: this.modifier2, vars, contentLength: length });
+    if (length === 0) this.finishBody();
+  }
+
+  private finishBody(): void {
+    this.state = State.Done;
+    this.handler.onEnd();
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+const DIGITS = /^[0-9]{1,15}$/;
+
+/** CONTENT_LENGTH as the body's length: absent or empty is 0; anything but decimal digits is an error. */
+export function parseContentLength(value: string | undefined): number {
+  if (value === undefined || value === '') return 0;
+  if (!DIGITS.test(value)) throw new UwsgiError('ERR_UWSGI_BAD_CONTENT_LENGTH', { value: JSON.stringify(value) });
+  return Number(value);
+}
+
+function malformed(detail: string, offset: number): never {
+  throw new UwsgiError('ERR_UWSGI_MALFORMED_VARS', { detail, offset });
+}

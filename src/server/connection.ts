@@ -1,0 +1,224 @@
+// The per-connection glue: socket bytes -> decoder -> exchange -> adapter -> response -> close. One request per
+// connection (nginx has no keep-alive towards uwsgi upstreams). A worker process hosts it as is.
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import { isUwsgiError, statusOf, type UwsgiError } from '../errors.js';
+import type { Exchange, ExchangeHandler } from '../exchange.js';
+import { RequestDecoder, type DecoderLimits, type RequestHead } from '../protocol/decoder.js';
+import { getVar } from '../protocol/vars.js';
+import { SocketResponse } from './response.js';
+
+export interface ConnectionContext {
+  readonly handler: ExchangeHandler;
+  readonly log: Logger;
+  readonly limits: DecoderLimits;
+  readonly accessLog: boolean;
+  readonly multiprocess: boolean;
+}
+
+/** The request body as the app reads it: pauses the socket when the app does not keep up. */
+class BodyStream extends Readable {
+  constructor(private readonly socket: Socket) {
+    super();
+  }
+
+  override _read(): void {
+    if (!this.socket.destroyed) this.socket.resume();
+  }
+}
+
+class ConnectionExchange implements Exchange {
+  status = 0;
+  readonly body: BodyStream;
+  readonly response: SocketResponse;
+  private controller: AbortController | undefined;
+
+  constructor(
+    readonly socket: Socket,
+    head: RequestHead,
+    readonly log: Logger,
+    readonly multiprocess: boolean,
+    readonly method: string,
+  ) {
+    this.modifier1 = head.modifier1;
+    this.modifier2 = head.modifier2;
+    this.vars = head.vars;
+    this.contentLength = head.contentLength;
+    this.body = new BodyStream(socket);
+    this.response = new SocketResponse(socket, method);
+  }
+
+  readonly modifier1: number;
+  readonly modifier2: number;
+  readonly vars: string[];
+  readonly contentLength: number;
+
+  // Made on first use: most requests never look at it.
+  get signal(): AbortSignal {
+    this.controller ??= new AbortController();
+    return this.controller.signal;
+  }
+
+  abort(reason: unknown): void {
+    this.controller?.abort(reason);
+    if (this.controller === undefined) this.controller = abortedController(reason);
+  }
+}
+
+function abortedController(reason: unknown): AbortController {
+  const controller = new AbortController();
+  controller.abort(reason);
+  return controller;
+}
+
+/** Serves one connection; resolves once it is closed. Never rejects: every failure is logged and answered. */
+export function handleConnection(socket: Socket, ctx: ConnectionContext): Promise<void> {
+  return new Promise((resolve) => {
+    const started = process.hrtime.bigint();
+    let exchange: ConnectionExchange | undefined;
+    let responseDone = false;
+
+    const decoder = new RequestDecoder(
+      {
+        onHead(head) {
+          const method = getVar(head.vars, 'REQUEST_METHOD') || 'GET';
+          exchange = new ConnectionExchange(socket, head, ctx.log, ctx.multiprocess, method);
+          run(exchange);
+        },
+        onBody(chunk) {
+          if (!exchange!.body.push(chunk)) socket.pause();
+        },
+        onEnd() {
+          exchange!.body.push(null);
+        },
+      },
+      ctx.limits,
+    );
+
+    const onData = (chunk: Buffer): void => {
+      try {
+        decoder.execute(chunk);
+      } catch (err) {
+        rejectPacket(err);
+      }
+    };
+    socket.on('data', onData);
+
+    socket.on('end', () => {
+      try {
+        decoder.finish();
+      } catch (err) {
+        if (exchange === undefined) {
+          // A peer that connects and hangs up (a health check, a port scan) is not worth a warning.
+          const level = isUwsgiError(err, 'ERR_UWSGI_HEAD_INCOMPLETE') && socket.bytesRead === 0 ? 'debug' : 'warn';
+          ctx.log[level]({ err, code: (err as UwsgiError).code }, 'incomplete uwsgi request');
+          socket.destroy();
+        } else {
+          ctx.log.debug({ err, code: (err as UwsgiError).code }, 'request body ended early');
+          exchange.body.destroy(err as Error);
+        }
+      }
+    });
+
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      ctx.log.debug({ err, code: err.code }, 'connection error');
+    });
+
+    socket.on('close', () => {
+      if (exchange !== undefined && !responseDone) {
+        ctx.log.debug('peer closed the connection before the response was complete');
+        exchange.abort(new Error('the peer closed the connection'));
+        if (!exchange.body.readableEnded) exchange.body.destroy();
+      }
+      resolve();
+    });
+
+    function rejectPacket(err: unknown): void {
+      socket.off('data', onData);
+      const code = isUwsgiError(err) ? err.code : 'ERR_UWSGI_MALFORMED_VARS';
+      const message = err instanceof Error ? err.message : String(err);
+      ctx.log.warn({ code, peer: peerOf(socket) }, message);
+      if (exchange === undefined) {
+        const status = statusOf(err);
+        socket.end(simpleResponse(status, `${message}\n`));
+      } else {
+        // A malformed body cannot happen (the decoder only counts it); keep the request's own outcome.
+        exchange.body.destroy(err as Error);
+      }
+    }
+
+    function run(ex: ConnectionExchange): void {
+      let result: Promise<void>;
+      try {
+        result = ctx.handler(ex);
+      } catch (err) {
+        result = Promise.reject(err);
+      }
+      result.then(
+        () => finish(ex),
+        (err: unknown) => {
+          if (socket.destroyed) {
+            ctx.log.debug({ err }, 'app failed after the peer closed the connection');
+          } else if (!ex.response.headersSent) {
+            const status = statusOf(err);
+            ex.status = status;
+            ctx.log.error({ err, code: codeOf(err), uri: getVar(ex.vars, 'REQUEST_URI') }, 'app failed before the response started');
+            socket.write(simpleResponse(status, status === 500 ? 'Internal Server Error\n' : `${(err as Error).message}\n`));
+          } else {
+            ctx.log.error({ err, code: codeOf(err), uri: getVar(ex.vars, 'REQUEST_URI') }, 'app failed after the response started: connection cut');
+            socket.destroy();
+          }
+          finish(ex);
+        },
+      );
+    }
+
+    function finish(ex: ConnectionExchange): void {
+      responseDone = true;
+      if (ex.status === 0) ex.status = ex.response.status;
+      if (ctx.accessLog) {
+        const remote = getVar(ex.vars, 'REMOTE_ADDR');
+        ctx.log.info(
+          {
+            method: ex.method,
+            uri: getVar(ex.vars, 'REQUEST_URI') ?? getVar(ex.vars, 'PATH_INFO'),
+            status: ex.status,
+            bytes: socket.bytesWritten,
+            duration: Number(process.hrtime.bigint() - started) / 1e6,
+            remote,
+          },
+          'request',
+        );
+      }
+      if (socket.destroyed) return;
+      // Apache answers 503 when the backend closes before reading the whole body: read the rest, then close.
+      if (!decoder.done) {
+        ex.body.on('error', () => {});
+        ex.body.resume();
+        ex.body.once('end', () => socket.end());
+        socket.resume();
+      } else {
+        socket.end();
+      }
+    }
+  });
+}
+
+function codeOf(err: unknown): string {
+  return isUwsgiError(err) ? err.code : 'ERR_APP_EXCEPTION';
+}
+
+function peerOf(socket: Socket): string | undefined {
+  return socket.remoteAddress ?? undefined;
+}
+
+/** A minimal complete response for errors found before any app ran. */
+export function simpleResponse(status: number, text: string): string {
+  const reason = STATUS_CODES[status] ?? 'Error';
+  return (
+    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain; charset=utf-8\r\n` +
+    `Content-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`
+  );
+}

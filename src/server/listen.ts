@@ -1,0 +1,62 @@
+// Listening sockets: Unix (a stale socket file is replaced, a live one is an error), TCP and inherited fds.
+import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
+import net from 'node:net';
+import { UwsgiError } from '../errors.js';
+import { formatSocketAddress, type SocketAddress } from '../options.js';
+
+/** Listens `server` on `address`; resolves once listening. */
+export async function listenOn(server: net.Server, address: SocketAddress, chmod?: number): Promise<void> {
+  const label = formatSocketAddress(address);
+  if (address.kind === 'unix') await removeStaleSocket(address.path);
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException): void => {
+      server.off('listening', onListening);
+      reject(
+        err.code === 'EADDRINUSE'
+          ? new UwsgiError('ERR_SOCKET_IN_USE', { address: label }, { cause: err })
+          : new UwsgiError('ERR_SOCKET_LISTEN', { address: label, detail: err.message }, { cause: err }),
+      );
+    };
+    const onListening = (): void => {
+      server.off('error', onError);
+      resolve();
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+    switch (address.kind) {
+      case 'unix':
+        server.listen({ path: address.path, backlog: 1024 });
+        break;
+      case 'tcp':
+        server.listen({ host: address.host, port: address.port, backlog: 1024 });
+        break;
+      case 'fd':
+        server.listen({ fd: address.fd });
+        break;
+    }
+  });
+  if (address.kind === 'unix' && chmod !== undefined) chmodSync(address.path, chmod);
+}
+
+/** A socket file nobody answers on is left over from a crash: remove it. One that answers is a live server. */
+async function removeStaleSocket(path: string): Promise<void> {
+  let isSocket: boolean;
+  try {
+    isSocket = lstatSync(path).isSocket();
+  } catch {
+    return;
+  }
+  if (!isSocket) {
+    throw new UwsgiError('ERR_SOCKET_LISTEN', { address: `unix:${path}`, detail: 'the path exists and is not a socket' });
+  }
+  const live = await new Promise<boolean>((resolve) => {
+    const probe = net.connect({ path });
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (live) throw new UwsgiError('ERR_SOCKET_IN_USE', { address: `unix:${path}` });
+  unlinkSync(path);
+}

@@ -1,0 +1,98 @@
+// Response framing towards the front server: a real HTTP/1.1 status line (Apache needs one), headers, the body
+// as the app yields it, then close. Never chunked: nginx and Apache pass chunk framing through undecoded.
+import type { Socket } from 'node:net';
+import { STATUS_CODES } from 'node:http';
+import { UwsgiError } from '../errors.js';
+import type { HeaderList, ResponseSink } from '../exchange.js';
+
+// RFC 9110 token; header values must not carry CR, LF or NUL (response splitting).
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const BAD_VALUE = /[\r\n\0]/;
+// Hop-by-hop headers are the server's, not the app's (PEP 3333); the connection's close ends the body.
+const HOP_BY_HOP = new Set(['connection', 'transfer-encoding', 'keep-alive', 'proxy-connection', 'upgrade', 'te', 'trailer']);
+
+/** HEAD, 204 and 304 responses carry no body, whatever the app writes. */
+export function bodyAllowed(method: string, status: number): boolean {
+  return method !== 'HEAD' && status !== 204 && status !== 304;
+}
+
+/** Serialises a status line and headers; validates both. */
+export function serializeHead(status: number, reason: string | undefined, headers: HeaderList): string {
+  if (!Number.isInteger(status) || status < 200 || status > 999) {
+    throw new UwsgiError('ERR_APP_BAD_STATUS', { value: JSON.stringify(status) });
+  }
+  const text = reason ?? STATUS_CODES[status] ?? 'Unknown';
+  if (BAD_VALUE.test(text)) throw new UwsgiError('ERR_APP_BAD_STATUS', { value: JSON.stringify(`${status} ${text}`) });
+  let head = `HTTP/1.1 ${status} ${text}\r\n`;
+  for (const [name, value] of headers) {
+    if (typeof name !== 'string' || !TOKEN.test(name)) {
+      throw new UwsgiError('ERR_APP_BAD_HEADER', { name: JSON.stringify(name) });
+    }
+    const str = String(value);
+    if (BAD_VALUE.test(str)) throw new UwsgiError('ERR_APP_BAD_HEADER', { name: JSON.stringify(name) });
+    if (HOP_BY_HOP.has(name.toLowerCase())) continue;
+    head += `${name}: ${str}\r\n`;
+  }
+  return head + 'Connection: close\r\n\r\n';
+}
+
+/** The ResponseSink over a socket: head, then body with backpressure; counts body bytes for the access log. */
+export class SocketResponse implements ResponseSink {
+  headersSent = false;
+  status = 0;
+  bodyBytes = 0;
+  private pendingHead: string | undefined;
+  private withBody = true;
+  private ended = false;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly method: string,
+  ) {}
+
+  writeHead(status: number, reason: string | undefined, headers: HeaderList): void {
+    if (this.headersSent) throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: 'headers were already sent' });
+    this.pendingHead = serializeHead(status, reason, headers);
+    this.status = status;
+    this.withBody = bodyAllowed(this.method, status);
+    this.headersSent = true;
+  }
+
+  write(chunk: Uint8Array): Promise<void> {
+    if (!this.headersSent) throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: 'body written before headers' });
+    if (this.ended) throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: 'body written after the end' });
+    if (!this.withBody || chunk.length === 0) return Promise.resolve();
+    this.bodyBytes += chunk.length;
+    let ok: boolean;
+    if (this.pendingHead !== undefined) {
+      // One write for head and first chunk: one packet for small responses.
+      ok = this.socket.write(Buffer.concat([Buffer.from(this.pendingHead, 'latin1'), chunk]));
+      this.pendingHead = undefined;
+    } else {
+      ok = this.socket.write(chunk);
+    }
+    return ok || this.socket.destroyed ? Promise.resolve() : waitDrain(this.socket);
+  }
+
+  end(): Promise<void> {
+    if (!this.headersSent) throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: 'response ended before headers' });
+    this.ended = true;
+    if (this.pendingHead !== undefined) {
+      this.socket.write(this.pendingHead, 'latin1');
+      this.pendingHead = undefined;
+    }
+    return Promise.resolve();
+  }
+}
+
+export function waitDrain(socket: Socket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      socket.off('drain', done);
+      socket.off('close', done);
+      resolve();
+    };
+    socket.on('drain', done);
+    socket.on('close', done);
+  });
+}

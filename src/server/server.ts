@@ -1,0 +1,82 @@
+// The server factory: listening sockets whose connections go to handleConnection with one app adapter.
+// A worker process hosts the same factory; wiring to an adapter happens in cli.ts or index.ts.
+import net from 'node:net';
+import { unlinkSync } from 'node:fs';
+import type { Logger } from 'pino';
+import type { ExchangeHandler } from '../exchange.js';
+import { formatSocketAddress, type SocketAddress } from '../options.js';
+import type { DecoderLimits } from '../protocol/decoder.js';
+import { handleConnection } from './connection.js';
+import { listenOn } from './listen.js';
+
+export interface ServerConfig {
+  readonly handler: ExchangeHandler;
+  readonly log: Logger;
+  readonly limits: DecoderLimits;
+  readonly accessLog?: boolean;
+  readonly multiprocess?: boolean;
+  readonly chmodSocket?: number | undefined;
+}
+
+export interface UwsgiServer {
+  /** Starts listening on every address; rejects (closing what was opened) if any fails. */
+  listen(addresses: readonly SocketAddress[]): Promise<void>;
+  /** Stops accepting, waits for in-flight connections to finish, removes Unix socket files. */
+  close(): Promise<void>;
+  /** Number of connections being served. */
+  readonly connections: number;
+  readonly servers: readonly net.Server[];
+}
+
+export function createServer(config: ServerConfig): UwsgiServer {
+  const servers: net.Server[] = [];
+  const unixPaths: string[] = [];
+  const inflight = new Set<Promise<void>>();
+  const context = {
+    handler: config.handler,
+    log: config.log,
+    limits: config.limits,
+    accessLog: config.accessLog ?? false,
+    multiprocess: config.multiprocess ?? false,
+  };
+
+  const onConnection = (socket: net.Socket): void => {
+    const done = handleConnection(socket, context);
+    inflight.add(done);
+    void done.then(() => inflight.delete(done));
+  };
+
+  return {
+    get connections() {
+      return inflight.size;
+    },
+    servers,
+    async listen(addresses) {
+      try {
+        for (const address of addresses) {
+          const server = net.createServer({ noDelay: true }, onConnection);
+          servers.push(server);
+          await listenOn(server, address, config.chmodSocket);
+          if (address.kind === 'unix') unixPaths.push(address.path);
+          config.log.info({ address: formatSocketAddress(address) }, 'listening');
+        }
+      } catch (err) {
+        await this.close();
+        throw err;
+      }
+    },
+    async close() {
+      await Promise.all(
+        servers.map((server) => new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()))),
+      );
+      for (const path of unixPaths) {
+        try {
+          unlinkSync(path);
+        } catch {
+          // Already gone: net.Server removes its own socket file on close.
+        }
+      }
+      await Promise.all(inflight);
+    },
+  };
+}
