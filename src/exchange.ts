@@ -40,7 +40,8 @@ export interface Exchange {
   readonly socket: Socket;
   /** The response sink for adapters that do not own the connection. */
   readonly response: ResponseSink;
-  /** Status sent, for the access log; adapters that write to the socket themselves set it. */
+  /** Status sent, for the access log; adapters that write to the socket themselves set it once headers are out
+   * (the server then knows not to answer 500 on a later failure). */
   status: number;
   /** Whether this server runs several worker processes (wsgi.multiprocess). */
   readonly multiprocess: boolean;

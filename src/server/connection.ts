@@ -161,7 +161,7 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
         (err: unknown) => {
           if (socket.destroyed) {
             ctx.log.debug({ err }, 'app failed after the peer closed the connection');
-          } else if (!ex.response.headersSent) {
+          } else if (!ex.response.headersSent && ex.status === 0) {
             const status = statusOf(err);
             ex.status = status;
             ctx.log.error({ err, code: codeOf(err), uri: getVar(ex.vars, 'REQUEST_URI') }, 'app failed before the response started');

@@ -1,0 +1,139 @@
+#!/usr/bin/env node
+// The command line: options come from the one table in options.ts; this file wires the loaded app to an
+// adapter and the adapter to the server.
+import { readFileSync, realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Command, CommanderError, Option } from 'commander';
+import pino, { type Logger } from 'pino';
+import { loadApp } from './app-loader/index.js';
+import { isUwsgiError } from './errors.js';
+import { OPTIONS, defaultOptions, formatSocketAddress, type Options } from './options.js';
+import { createHandler } from './handler.js';
+import { createServer } from './server/server.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+
+export function buildProgram(): Command {
+  const program = new Command('node-uwsgi')
+    .description('Serve a Node.js app (WSGI-style, (req, res) or fetch) over the uwsgi protocol, behind nginx or Apache')
+    .argument('<app>', 'module path or package, optionally :export or :factory() (e.g. ./app.js, ./app.mjs:handler)')
+    .version(pkg.version, '-v, --version')
+    .showHelpAfterError()
+    .exitOverride();
+  for (const spec of OPTIONS) {
+    const option = new Option(spec.arg ? `--${spec.flag} <${spec.arg}>` : `--${spec.flag}`, spec.help);
+    if (spec.arg) {
+      option.argParser((raw: string, previous: unknown) =>
+        (spec.parse as (r: string, p: unknown) => unknown)(raw, previous ?? (spec.repeatable ? [] : spec.default)),
+      );
+    }
+    program.addOption(option);
+  }
+  return program;
+}
+
+/** Options from parsed flags, defaults for the rest. */
+export function optionsFrom(parsed: Record<string, unknown>): Options {
+  const options = defaultOptions() as unknown as Record<string, unknown>;
+  for (const spec of OPTIONS) {
+    if (parsed[spec.name] !== undefined) options[spec.name] = parsed[spec.name];
+  }
+  return options as unknown as Options;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  let options: Options;
+  let spec: string;
+  try {
+    program.parse(argv);
+    options = optionsFrom(program.opts());
+    spec = program.args[0]!;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode;
+    process.stderr.write(`node-uwsgi: ${(err as Error).message}\n`);
+    return 2;
+  }
+
+  const log = pino({ level: options.logLevel, base: { pid: process.pid } });
+  const started = process.hrtime.bigint();
+  try {
+    const loaded = await loadApp(spec, { cwd: process.cwd(), interface: options.interface });
+    const handler = createHandler(loaded);
+    const server = createServer({
+      handler,
+      log,
+      limits: { maxVarsSize: options.maxVarsSize, maxVars: options.maxVars },
+      accessLog: options.accessLog,
+      chmodSocket: options.chmodSocket,
+    });
+    await server.listen(options.socket);
+    installStopSignals(log, () => server.close());
+    log.info(
+      {
+        app: loaded.file,
+        export: loaded.exportName,
+        interface: loaded.interface,
+        detectedBy: loaded.detectedBy,
+        sockets: options.socket.map(formatSocketAddress),
+        bootMs: Number(process.hrtime.bigint() - started) / 1e6,
+        node: process.version,
+      },
+      'ready',
+    );
+    return -1;
+  } catch (err) {
+    const code = isUwsgiError(err) ? err.code : undefined;
+    log.fatal({ err, code }, 'cannot start');
+    process.stderr.write(`node-uwsgi: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
+/** Signal handlers only record the signal; the stop itself (and its logging) runs outside them. */
+function installStopSignals(log: Logger, close: () => Promise<void>): void {
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) return;
+    stopping = true;
+    setImmediate(() => {
+      log.info({ signal }, 'stopping: no new connections, finishing in-flight requests');
+      close().then(
+        () => {
+          log.info('stopped');
+          process.exit(0);
+        },
+        (err: unknown) => {
+          log.error({ err }, 'stop failed');
+          process.exit(1);
+        },
+      );
+    });
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  // An app's stray rejection or exception must not take every in-flight request down with it.
+  process.on('unhandledRejection', (err) => log.error({ err, code: 'ERR_APP_EXCEPTION' }, 'unhandled promise rejection in the app'));
+  process.on('uncaughtException', (err) => log.error({ err, code: 'ERR_APP_EXCEPTION' }, 'uncaught exception in the app'));
+}
+
+/** Runs the CLI; exits the process on errors, keeps it serving otherwise. */
+export function run(argv: string[]): void {
+  void main(argv).then((code) => {
+    if (code >= 0) process.exitCode = code;
+    if (code > 0) setImmediate(() => process.exit(code));
+  });
+}
+
+/** True when this module is the process's entry (also through npm's bin symlink). */
+function isMain(): boolean {
+  const entry = process.argv[1];
+  if (entry === undefined) return false;
+  try {
+    return realpathSync(entry) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isMain()) run(process.argv);

@@ -1,0 +1,121 @@
+// The node interface: real http.IncomingMessage and http.ServerResponse objects over the uwsgi connection, so
+// (req, res) handlers, Express, Koa and Fastify run unmodified. Node's http module is used, never patched.
+import { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Readable } from 'node:stream';
+import type { Exchange, ExchangeHandler } from '../exchange.js';
+import { requestLineOf } from '../protocol/vars.js';
+
+interface AddHeaderLines {
+  _addHeaderLines(headers: string[], n: number): void;
+}
+
+export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => unknown;
+
+/** The request: its bytes come from the exchange body, not from Node's HTTP parser. */
+class UwsgiIncomingMessage extends IncomingMessage {
+  source: Readable | undefined;
+
+  override _read(): void {
+    this.source?.resume();
+  }
+}
+
+/** A ServerResponse that never sends a 1xx: the front server would take it as the final response. */
+class UwsgiServerResponse extends ServerResponse {
+  override writeContinue(callback?: () => void): void {
+    if (callback) process.nextTick(callback);
+  }
+
+  override writeProcessing(callback?: () => void): void {
+    if (callback) process.nextTick(callback);
+  }
+
+  override writeEarlyHints(_hints: Record<string, string | string[]>, callback?: () => void): void {
+    if (callback) process.nextTick(callback);
+  }
+}
+
+/** Wraps a (req, res) handler, or an http.Server whose 'request' listeners serve, as an exchange handler. */
+export function createNodeHandler(app: NodeHandler | Server): ExchangeHandler {
+  const handler: NodeHandler = app instanceof Server ? (req, res) => app.emit('request', req, res) : app;
+  return (exchange) => serveNode(exchange, handler);
+}
+
+function serveNode(exchange: Exchange, handler: NodeHandler): Promise<void> {
+  const socket = exchange.socket;
+  const line = requestLineOf(exchange.vars, exchange.contentLength);
+  exposePeer(socket, line.remoteAddress, line.remotePort, line.scheme === 'https');
+
+  const req = new UwsgiIncomingMessage(socket);
+  req.method = line.method;
+  req.url = line.target;
+  req.httpVersion = line.httpVersion;
+  const dot = line.httpVersion.indexOf('.');
+  req.httpVersionMajor = Number(line.httpVersion.slice(0, dot === -1 ? undefined : dot)) || 1;
+  req.httpVersionMinor = dot === -1 ? 0 : Number(line.httpVersion.slice(dot + 1)) || 0;
+  // What Node's own parser calls: req.headers and req.headersDistinct are then built lazily from rawHeaders,
+  // with Node's rules for repeated names (cookie joined with '; ', set-cookie kept as an array...).
+  (req as unknown as AddHeaderLines)._addHeaderLines(line.headers, line.headers.length);
+  pipeBody(exchange.body, req);
+
+  const res = new UwsgiServerResponse(req);
+  // The connection's close ends the body: no chunked framing towards the front server, no keep-alive.
+  res.useChunkedEncodingByDefault = false;
+  res.shouldKeepAlive = false;
+  res.assignSocket(socket);
+
+  return new Promise<void>((resolve, reject) => {
+    const settle = (): void => {
+      socket.off('close', onClose);
+      exchange.status = res.statusCode;
+      if (res.socket === socket) res.detachSocket(socket);
+      resolve();
+    };
+    const onClose = (): void => {
+      if (!res.writableFinished) {
+        req.destroy();
+        exchange.status = res.headersSent ? res.statusCode : 499;
+      }
+      resolve();
+    };
+    const fail = (err: unknown): void => {
+      res.off('finish', settle);
+      socket.off('close', onClose);
+      if (res.headersSent) exchange.status = res.statusCode;
+      reject(err);
+    };
+    res.once('finish', settle);
+    socket.once('close', onClose);
+    try {
+      const result = handler(req, res);
+      if (isThenable(result)) result.then(undefined, fail);
+    } catch (err) {
+      fail(err);
+    }
+  });
+}
+
+/** The client's address and scheme as nginx saw them, where Express, Koa and Fastify read them. */
+function exposePeer(socket: Socket, address: string | undefined, port: number | undefined, https: boolean): void {
+  if (address !== undefined) Object.defineProperty(socket, 'remoteAddress', { value: address, configurable: true });
+  if (port !== undefined) Object.defineProperty(socket, 'remotePort', { value: port, configurable: true });
+  // req.secure (Express), ctx.protocol (Koa) and request.protocol (Fastify) read socket.encrypted.
+  if (https) Object.defineProperty(socket, 'encrypted', { value: true, configurable: true });
+}
+
+function pipeBody(body: Readable, req: UwsgiIncomingMessage): void {
+  req.source = body;
+  body.on('data', (chunk: Buffer) => {
+    if (!req.push(chunk)) body.pause();
+  });
+  body.once('end', () => {
+    req.complete = true;
+    req.push(null);
+  });
+  body.once('error', (err) => req.destroy(err));
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof value === 'object' && value !== null && typeof (value as PromiseLike<unknown>).then === 'function';
+}
