@@ -75,7 +75,6 @@ export const ERRORS = {
 
   // Configuration and sockets
   ERR_OPTION_INVALID: { message: 'invalid value {value} for {option}: {detail}' },
-  ERR_OPTION_UNKNOWN: { message: 'unknown option {option}{hint}' },
   ERR_SOCKET_ADDRESS: {
     message: 'invalid socket address {value}: use unix:/path, /abs/path, host:port, [::1]:port or fd://N',
   },
