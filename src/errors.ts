@@ -45,6 +45,11 @@ export const ERRORS = {
     message: 'the request body ended after {received} of {expected} bytes (CONTENT_LENGTH): the peer closed early',
   },
 
+  ERR_UWSGI_BAD_TARGET: {
+    status: 400,
+    message: 'the request target {target} with Host {host} does not make a valid URL for a fetch Request',
+  },
+
   // Apps and their responses
   ERR_APP_EXCEPTION: { status: 500, message: 'the app threw: {detail}' },
   ERR_APP_BAD_RESPONSE: { status: 500, message: 'the app returned an invalid response: {detail}' },
@@ -71,6 +76,10 @@ export const ERRORS = {
   ERR_APP_INTERFACE_UNKNOWN: {
     message:
       'cannot tell which interface the app {file}:{name} speaks ({detail}); pass --interface wsgi|node|fetch',
+  },
+
+  ERR_APP_INTERFACE_MISMATCH: {
+    message: 'the app {file}:{name} cannot be served as --interface {interface}: {detail}; drop --interface to detect it, or export the right shape',
   },
 
   // Configuration and sockets

@@ -65,14 +65,25 @@ function serveNode(exchange: Exchange, handler: NodeHandler): Promise<void> {
   res.shouldKeepAlive = false;
   res.assignSocket(socket);
 
+  // What http.Server does for its own sockets (socketOnDrain): a response whose write() returned false hears
+  // 'drain' when the socket drains. Without it, `await once(res, 'drain')` would wait forever.
+  const onDrain = (): void => {
+    if (!res.writableNeedDrain) return;
+    clearNeedDrain(res);
+    res.emit('drain');
+  };
+  socket.on('drain', onDrain);
+
   return new Promise<void>((resolve, reject) => {
     const settle = (): void => {
       socket.off('close', onClose);
+      socket.off('drain', onDrain);
       exchange.status = res.statusCode;
       if (res.socket === socket) res.detachSocket(socket);
       resolve();
     };
     const onClose = (): void => {
+      socket.off('drain', onDrain);
       if (!res.writableFinished) {
         req.destroy();
         exchange.status = res.headersSent ? res.statusCode : 499;
@@ -82,6 +93,7 @@ function serveNode(exchange: Exchange, handler: NodeHandler): Promise<void> {
     const fail = (err: unknown): void => {
       res.off('finish', settle);
       socket.off('close', onClose);
+      socket.off('drain', onDrain);
       if (res.headersSent) exchange.status = res.statusCode;
       reject(err);
     };
@@ -94,6 +106,14 @@ function serveNode(exchange: Exchange, handler: NodeHandler): Promise<void> {
       fail(err);
     }
   });
+}
+
+let needDrainSymbol: symbol | undefined;
+
+/** Resets ServerResponse's internal need-drain flag, as Node's socketOnDrain does (writableNeedDrain reads it). */
+function clearNeedDrain(res: ServerResponse): void {
+  needDrainSymbol ??= Object.getOwnPropertySymbols(res).find((sym) => sym.description === 'kNeedDrain');
+  if (needDrainSymbol !== undefined) (res as unknown as Record<symbol, boolean>)[needDrainSymbol] = false;
 }
 
 /** The client's address and scheme as nginx saw them, where Express, Koa and Fastify read them. */

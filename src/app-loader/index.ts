@@ -1,0 +1,262 @@
+// Loads an app from a spec `path-or-package[:export]` (`:name()` calls a factory), ESM or CommonJS, and tells
+// which interface it speaks. Detection is deterministic and documented in README.md ("Which interface an app
+// speaks"); the rules below are that table, in that order.
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { Server } from 'node:http';
+import { createRequire } from 'node:module';
+import { dirname, extname, isAbsolute, join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { UwsgiError } from '../errors.js';
+import { taggedInterface, type InterfaceName } from './mark.js';
+
+export { fetchApp, node, wsgi, type InterfaceName } from './mark.js';
+
+export interface AppSpec {
+  /** The module: a path (relative to cwd) or a package name. */
+  module: string;
+  /** The export to use; undefined means default, then application, app, handler. */
+  exportName: string | undefined;
+  /** `:name()`: call the export (a factory) and use what it returns (awaited). */
+  factory: boolean;
+}
+
+export interface LoadedApp {
+  interface: InterfaceName;
+  /** What the adapter serves: a WSGI app, a (req, res) handler or http.Server, or a fetch app. */
+  app: unknown;
+  /** The module file that was imported. */
+  file: string;
+  /** The export used. */
+  exportName: string;
+  /** Which rule chose the interface (logged at start, so a surprise is visible). */
+  detectedBy: string;
+}
+
+export interface LoadOptions {
+  cwd: string;
+  interface: 'auto' | InterfaceName;
+}
+
+const EXPORT = /^(?:[A-Za-z_$][\w$]*)(?:\(\))?$/;
+const CONVENTIONAL = ['default', 'application', 'app', 'handler'];
+
+/** Splits `./app.js:createApp()` into module, export and whether to call it. A colon that is not followed by an
+ * identifier belongs to the path. */
+export function parseAppSpec(spec: string): AppSpec {
+  if (typeof spec !== 'string' || spec.trim() === '') {
+    throw new UwsgiError('ERR_APP_NOT_FOUND', { spec: JSON.stringify(spec), cwd: process.cwd() });
+  }
+  const colon = spec.lastIndexOf(':');
+  const tail = colon === -1 ? '' : spec.slice(colon + 1);
+  if (colon > 0 && EXPORT.test(tail)) {
+    const factory = tail.endsWith('()');
+    return { module: spec.slice(0, colon), exportName: factory ? tail.slice(0, -2) : tail, factory };
+  }
+  return { module: spec, exportName: undefined, factory: false };
+}
+
+/** Finds the module file: a path (relative to cwd) when it looks like one or exists, else a package from cwd. */
+export function resolveModule(module: string, cwd: string): string {
+  const looksLikePath = module.startsWith('.') || isAbsolute(module) || /\.(?:[cm]?js|[cm]?ts|json)$/.test(module);
+  const asPath = resolve(cwd, module);
+  if (looksLikePath || existsSync(asPath)) {
+    if (existsSync(asPath) && statSync(asPath).isFile()) return asPath;
+    // A directory with a package.json or index.js, as require() would take it.
+    try {
+      return createRequire(join(cwd, 'noop.js')).resolve(asPath);
+    } catch {
+      throw new UwsgiError('ERR_APP_NOT_FOUND', { spec: JSON.stringify(module), cwd });
+    }
+  }
+  try {
+    return createRequire(join(cwd, 'noop.js')).resolve(module);
+  } catch {
+    const esm = resolveEsmPackage(module, cwd);
+    if (esm !== undefined) return esm;
+    throw new UwsgiError('ERR_APP_NOT_FOUND', { spec: JSON.stringify(module), cwd });
+  }
+}
+
+/** A package whose `exports` offer only an `import` condition, which require.resolve cannot see. */
+function resolveEsmPackage(name: string, cwd: string): string | undefined {
+  for (let dir = cwd; ; dir = dirname(dir)) {
+    const pkgFile = join(dir, 'node_modules', name, 'package.json');
+    if (existsSync(pkgFile)) {
+      const pkg = JSON.parse(readFileSync(pkgFile, 'utf8')) as { exports?: unknown; module?: string; main?: string };
+      let target: unknown = pkg.exports;
+      if (typeof target === 'object' && target !== null && '.' in target) target = (target as Record<string, unknown>)['.'];
+      while (typeof target === 'object' && target !== null) {
+        const conditions = target as Record<string, unknown>;
+        target = conditions.import ?? conditions.node ?? conditions.default;
+      }
+      const entry = typeof target === 'string' ? target : (pkg.module ?? pkg.main ?? 'index.js');
+      const file = join(dir, 'node_modules', name, entry);
+      return existsSync(file) ? file : undefined;
+    }
+    if (dirname(dir) === dir) return undefined;
+  }
+}
+
+/** Whether Node loads `file` as CommonJS (.cjs, or .js under a package.json without "type": "module"). */
+function isCommonJs(file: string): boolean {
+  const ext = extname(file);
+  if (ext === '.cjs' || ext === '.cts') return true;
+  if (ext !== '.js' && ext !== '.ts') return false;
+  for (let dir = dirname(file); ; dir = dirname(dir)) {
+    const pkgFile = join(dir, 'package.json');
+    if (existsSync(pkgFile)) {
+      try {
+        return (JSON.parse(readFileSync(pkgFile, 'utf8')) as { type?: string }).type !== 'module';
+      } catch {
+        return true;
+      }
+    }
+    if (dirname(dir) === dir) return true;
+  }
+}
+
+export async function loadApp(spec: string, options: LoadOptions): Promise<LoadedApp> {
+  const parsed = parseAppSpec(spec);
+  const file = resolveModule(parsed.module, options.cwd);
+  let namespace: Record<string, unknown>;
+  try {
+    namespace = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+  } catch (cause) {
+    throw new UwsgiError('ERR_APP_IMPORT_FAILED', { file, detail: messageOf(cause) }, { cause });
+  }
+  const exports = exportsOf(namespace, isCommonJs(file));
+  const [exportName, value] = pickExport(exports, parsed, file);
+  let app = value;
+  if (parsed.factory) {
+    if (typeof value !== 'function') {
+      throw new UwsgiError('ERR_APP_FACTORY_FAILED', { file, name: exportName, detail: `the export is ${kindOf(value)}, not a function` });
+    }
+    try {
+      app = await (value as () => unknown)();
+    } catch (cause) {
+      throw new UwsgiError('ERR_APP_FACTORY_FAILED', { file, name: exportName, detail: messageOf(cause) }, { cause });
+    }
+  }
+  const detected = await detectInterface(app, exportName, options.interface, file);
+  return { ...detected, file, exportName };
+}
+
+/** The exports to choose from. A CommonJS module's `module.exports` object is its namespace (Node puts it under
+ * `default`); a function assigned to `module.exports` stays the default export. */
+function exportsOf(namespace: Record<string, unknown>, commonJs: boolean): Map<string, unknown> {
+  const out = new Map<string, unknown>();
+  const def = namespace.default;
+  if (commonJs && isPlainObject(def) && !looksLikeApp(def)) {
+    for (const [key, value] of Object.entries(def)) out.set(key, value);
+    return out;
+  }
+  for (const key of Object.keys(namespace)) if (key !== 'module.exports') out.set(key, namespace[key]);
+  return out;
+}
+
+function pickExport(exports: Map<string, unknown>, spec: AppSpec, file: string): [string, unknown] {
+  const names = spec.exportName === undefined ? CONVENTIONAL : [spec.exportName];
+  for (const name of names) {
+    const value = exports.get(name);
+    if (value !== undefined && value !== null) return [name, value];
+  }
+  const found = [...exports.keys()];
+  throw new UwsgiError('ERR_APP_EXPORT_MISSING', {
+    file,
+    name: names.join('", "'),
+    exports: found.length === 0 ? '(none)' : found.join(', '),
+    spec: `${spec.module}`,
+  });
+}
+
+interface Detected {
+  interface: InterfaceName;
+  app: unknown;
+  detectedBy: string;
+}
+
+/** README.md's detection table, in order; `forced` (--interface) only adapts the value it names. */
+export async function detectInterface(
+  value: unknown,
+  exportName: string,
+  forced: 'auto' | InterfaceName,
+  file = '<app>',
+): Promise<Detected> {
+  const tagged = taggedInterface(value);
+  if (forced === 'auto' && tagged !== undefined) return { interface: tagged, app: value, detectedBy: `tagged ${tagged}()` };
+  if (forced === 'wsgi') {
+    if (typeof value === 'function') return { interface: 'wsgi', app: value, detectedBy: '--interface wsgi' };
+    throw mismatch(value, exportName, 'wsgi', file);
+  }
+  if (forced === 'fetch') {
+    if (typeof value === 'function' || hasMethod(value, 'fetch')) return { interface: 'fetch', app: value, detectedBy: '--interface fetch' };
+    throw mismatch(value, exportName, 'fetch', file);
+  }
+  const node = await nodeShape(value);
+  if (forced === 'node') {
+    if (node !== undefined) return { interface: 'node', app: node.app, detectedBy: `--interface node (${node.by})` };
+    if (typeof value === 'function') return { interface: 'node', app: value, detectedBy: '--interface node' };
+    throw mismatch(value, exportName, 'node', file);
+  }
+  if (value instanceof Server) return { interface: 'node', app: value, detectedBy: 'http.Server' };
+  if (hasMethod(value, 'fetch')) return { interface: 'fetch', app: value, detectedBy: 'fetch method' };
+  if (node !== undefined) return { interface: 'node', app: node.app, detectedBy: node.by };
+  if (typeof value === 'function') {
+    if (exportName === 'application') return { interface: 'wsgi', app: value, detectedBy: 'exported as application' };
+    if (value.length === 1) return { interface: 'fetch', app: value, detectedBy: 'function of one parameter' };
+    if (value.length >= 2 && value.length <= 4) {
+      return { interface: 'node', app: value, detectedBy: `function of ${value.length} parameters` };
+    }
+  }
+  throw new UwsgiError('ERR_APP_INTERFACE_UNKNOWN', { file, name: exportName, detail: `it is ${kindOf(value)}` });
+}
+
+/** Koa (callback()) and Fastify (ready(), then routing()) as (req, res) handlers; http.Server as itself. */
+async function nodeShape(value: unknown): Promise<{ app: unknown; by: string } | undefined> {
+  if (value instanceof Server) return { app: value, by: 'http.Server' };
+  if (hasMethod(value, 'fetch')) return undefined;
+  if (hasMethod(value, 'routing') && hasMethod(value, 'ready') && hasMethod(value, 'inject')) {
+    const fastify = value as { ready(): Promise<unknown>; routing(req: unknown, res: unknown): void };
+    await fastify.ready();
+    return { app: (req: unknown, res: unknown) => fastify.routing(req, res), by: 'Fastify instance (ready(), routing)' };
+  }
+  if (hasMethod(value, 'callback')) {
+    const koa = value as { callback(): unknown };
+    return { app: koa.callback(), by: 'callback() (Koa)' };
+  }
+  return undefined;
+}
+
+function mismatch(value: unknown, name: string, forced: InterfaceName, file: string): UwsgiError {
+  return new UwsgiError('ERR_APP_INTERFACE_MISMATCH', { file, name, interface: forced, detail: `it is ${kindOf(value)}` });
+}
+
+function hasMethod(value: unknown, name: string): boolean {
+  return (typeof value === 'object' || typeof value === 'function') && value !== null &&
+    typeof (value as Record<string, unknown>)[name] === 'function';
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null) return false;
+  const proto = Object.getPrototypeOf(value) as unknown;
+  return proto === Object.prototype || proto === null;
+}
+
+function looksLikeApp(value: Record<string, unknown>): boolean {
+  return hasMethod(value, 'fetch') || hasMethod(value, 'callback') || taggedInterface(value) !== undefined;
+}
+
+function kindOf(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value === 'function') return `a function of ${value.length} parameter${value.length === 1 ? '' : 's'}`;
+  if (typeof value === 'object') {
+    const keys = Object.keys(value).slice(0, 8);
+    const ctor = (value as { constructor?: { name?: string } }).constructor?.name;
+    return `an object${ctor && ctor !== 'Object' ? ` (${ctor})` : ''} with keys [${keys.join(', ')}]`;
+  }
+  return `a ${typeof value}`;
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
