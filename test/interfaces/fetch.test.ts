@@ -1,0 +1,173 @@
+// The fetch interface through the production path: the Request built from the vars, bodies streamed both
+// ways, Set-Cookie kept apart, the abort signal, and what a broken handler gets.
+import { createHash } from 'node:crypto';
+import net from 'node:net';
+import { Hono } from 'hono';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createFetchHandler, type FetchApp } from '../../src/interfaces/fetch.js';
+import { encodeRequest } from '../../src/protocol/encoder.js';
+import { nginxVars, startTestServer, type TestServer } from '../helpers/serve.js';
+
+let server: TestServer | undefined;
+afterEach(async () => {
+  await server?.close();
+  server = undefined;
+});
+
+async function serve(app: FetchApp): Promise<TestServer> {
+  server = await startTestServer(createFetchHandler(app));
+  return server;
+}
+
+describe('fetch interface', () => {
+  it('builds the Request URL from scheme, Host and REQUEST_URI, and its headers from HTTP_* and CONTENT_*', async () => {
+    let seen: Record<string, unknown> = {};
+    await serve(async (request) => {
+      seen = {
+        url: request.url,
+        method: request.method,
+        headers: [...request.headers],
+        body: await request.text(),
+      };
+      return new Response('ok');
+    });
+    const body = Buffer.from('a=1&b=2');
+    await server!.request(
+      nginxVars(
+        {
+          REQUEST_METHOD: 'POST',
+          REQUEST_URI: '/f/x%20y?q=1&r',
+          HTTP_HOST: 'shop.test:8443',
+          HTTPS: 'on',
+          CONTENT_TYPE: 'application/x-www-form-urlencoded',
+          CONTENT_LENGTH: String(body.length),
+        },
+        ['HTTP_CONTENT_TYPE', 'application/x-www-form-urlencoded', 'HTTP_CONTENT_LENGTH', String(body.length), 'HTTP_X_TRACE', 't1'],
+      ),
+      body,
+    );
+    expect(seen.url).toBe('https://shop.test:8443/f/x%20y?q=1&r');
+    expect(seen.method).toBe('POST');
+    expect(seen.body).toBe('a=1&b=2');
+    const headers = seen.headers as Array<[string, string]>;
+    // Once each, though nginx sent both CONTENT_TYPE and HTTP_CONTENT_TYPE.
+    expect(headers.filter(([name]) => name === 'content-type')).toEqual([['content-type', 'application/x-www-form-urlencoded']]);
+    expect(headers.filter(([name]) => name === 'content-length')).toEqual([['content-length', '7']]);
+    expect(headers).toContainEqual(['x-trace', 't1']);
+  });
+
+  it('uses SERVER_NAME and SERVER_PORT when there is no Host', async () => {
+    let url = '';
+    await serve((request) => {
+      url = request.url;
+      return new Response(null, { status: 204 });
+    });
+    const vars = nginxVars({ REQUEST_URI: '/n', SERVER_NAME: 'internal', SERVER_PORT: '8080' }).slice();
+    const hostAt = vars.indexOf('HTTP_HOST');
+    vars.splice(hostAt, 2);
+    const res = await server!.request(vars);
+    expect(res.status).toBe(204);
+    expect(url).toBe('http://internal:8080/n');
+  });
+
+  it('serves a Hono app (an object with fetch) unmodified', async () => {
+    const app = new Hono();
+    app.get('/hi/:name', (c) => c.json({ name: c.req.param('name'), q: c.req.query('q') }));
+    await serve(app);
+    const res = await server!.request(nginxVars({ REQUEST_URI: '/hi/ada?q=1' }));
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.body.toString())).toEqual({ name: 'ada', q: '1' });
+  });
+
+  it('streams a request body to the handler and a ReadableStream response back', async () => {
+    await serve(async (request) => {
+      const hash = createHash('sha256');
+      let length = 0;
+      for await (const chunk of request.body!) {
+        hash.update(chunk);
+        length += chunk.length;
+      }
+      const digest = hash.digest('hex');
+      let i = 0;
+      return new Response(
+        new ReadableStream({
+          pull(controller) {
+            if (i === 3) controller.close();
+            else controller.enqueue(new TextEncoder().encode(`${i++}:${length}:${digest.slice(0, 8)};`));
+          },
+        }),
+      );
+    });
+    const body = Buffer.alloc(2 * 1024 * 1024 + 3, 1);
+    const digest = createHash('sha256').update(body).digest('hex').slice(0, 8);
+    const res = await server!.request(nginxVars({ REQUEST_METHOD: 'POST', CONTENT_LENGTH: String(body.length) }), body);
+    expect(res.body.toString()).toBe(`0:${body.length}:${digest};1:${body.length}:${digest};2:${body.length}:${digest};`);
+    expect(res.header('transfer-encoding')).toBeUndefined();
+  });
+
+  it('sends each Set-Cookie on its own line, and the status text', async () => {
+    await serve(() => {
+      const headers = new Headers();
+      headers.append('Set-Cookie', 'a=1; Expires=Wed, 21 Oct 2037 07:28:00 GMT');
+      headers.append('Set-Cookie', 'b=2');
+      return new Response('x', { status: 418, statusText: 'Short And Stout', headers });
+    });
+    const res = await server!.request(nginxVars());
+    expect(res.statusLine).toBe('HTTP/1.1 418 Short And Stout');
+    expect(res.headers.filter(([name]) => name === 'set-cookie').map(([, v]) => v)).toEqual([
+      'a=1; Expires=Wed, 21 Oct 2037 07:28:00 GMT',
+      'b=2',
+    ]);
+  });
+
+  it('aborts request.signal when the peer goes away mid-response', async () => {
+    let resolveAborted: (reason: unknown) => void = () => {};
+    const aborted = new Promise((resolve) => (resolveAborted = resolve));
+    await serve((request) => {
+      if (!request.url.endsWith('/forever')) return new Response('next');
+      request.signal.addEventListener('abort', () => resolveAborted(request.signal.reason));
+      // A response that never ends by itself.
+      return new Response(
+        new ReadableStream({
+          pull(controller) {
+            controller.enqueue(new Uint8Array(1024));
+            return new Promise((r) => setTimeout(r, 5));
+          },
+        }),
+      );
+    });
+    const socket = net.connect({ path: server!.path });
+    await new Promise((r) => socket.once('connect', r));
+    socket.write(encodeRequest(nginxVars({ REQUEST_URI: '/forever' })));
+    await new Promise((r) => socket.once('data', r));
+    socket.destroy();
+    await expect(aborted).resolves.toBeDefined();
+    // The server is still serving.
+    const next = await server!.request(nginxVars());
+    expect(next.status).toBe(200);
+    expect(next.body.toString()).toBe('next');
+  });
+
+  it.each([
+    ['returns something that is not a Response', () => ({ status: 200 }) as unknown as Response, 'ERR_APP_BAD_RESPONSE'],
+    ['throws', () => { throw new Error('fetch boom'); }, 'ERR_APP_EXCEPTION'],
+    ['rejects', () => Promise.reject(new Error('fetch async boom')), 'ERR_APP_EXCEPTION'],
+  ])('answers 500 when the handler %s', async (_name, handler, code) => {
+    await serve(handler);
+    const res = await server!.request(nginxVars());
+    expect(res.status).toBe(500);
+    expect(server!.records.find((r) => r.code === code)).toBeDefined();
+  });
+
+  it('answers 400 ERR_UWSGI_BAD_TARGET when Host and target make no URL', async () => {
+    let called = false;
+    await serve(() => {
+      called = true;
+      return new Response('x');
+    });
+    const res = await server!.request(nginxVars({ HTTP_HOST: 'bad host[' }));
+    expect(res.status).toBe(400);
+    expect(called).toBe(false);
+    expect(server!.records.find((r) => r.code === 'ERR_UWSGI_BAD_TARGET')).toBeDefined();
+  });
+});
