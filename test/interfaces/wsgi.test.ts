@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { validator } from '../../src/interfaces/validate.js';
-import { createWsgiHandler, type Environ, type WsgiApp } from '../../src/interfaces/wsgi.js';
+import { createWsgiHandler, type Environ, type WsgiApp, type WsgiBody } from '../../src/interfaces/wsgi.js';
 import { nginxVars, startTestServer, type TestServer } from '../helpers/serve.js';
 
 let server: TestServer | undefined;
@@ -156,8 +156,7 @@ describe('the WSGI environ', () => {
   });
 });
 
-describe('WSGI responses', () => {
-  it.each([
+const BODIES: Array<[string, () => WsgiBody | Promise<WsgiBody>]> = [
     ['a string', () => 'hello'],
     ['bytes', () => Buffer.from('hello')],
     ['an array', () => ['he', Buffer.from('llo')]],
@@ -165,7 +164,10 @@ describe('WSGI responses', () => {
     ['an async generator', () => (async function* () { yield 'he'; yield Buffer.from('llo'); })()],
     ['a Readable', () => Readable.from([Buffer.from('he'), Buffer.from('llo')])],
     ['a promise of a body', () => Promise.resolve(['hello'])],
-  ] as const)('sends %s as the body', async (_name, make) => {
+];
+
+describe('WSGI responses', () => {
+  it.each(BODIES)('sends %s as the body', async (_name, make) => {
     await serve((_env, startResponse) => {
       startResponse('200 OK', [['Content-Type', 'text/plain']]);
       return make();
