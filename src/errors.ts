@@ -34,7 +34,7 @@ export const ERRORS = {
   },
   ERR_UWSGI_BAD_CONTENT_LENGTH: {
     status: 400,
-    message: 'CONTENT_LENGTH {value} is not a non-negative integer: the front server sent an invalid request length',
+    message: 'CONTENT_LENGTH {value} is not a non-negative integer of at most 15 digits: the front server sent an invalid request length',
   },
   ERR_UWSGI_HEAD_INCOMPLETE: {
     status: 400,

@@ -50,6 +50,7 @@ export class RequestDecoder {
   private readonly handler: DecoderHandler;
   /** Bytes of an incomplete header or vars block carried between chunks. */
   private pending: Buffer | undefined;
+  private pendingLength = 0;
   private modifier1 = 0;
   private modifier2 = 0;
   private varsSize = 0;
@@ -128,16 +129,17 @@ export class RequestDecoder {
     const need = this.state === State.Header ? HEADER_SIZE : this.varsSize;
     let buf = data;
     if (this.pending !== undefined) {
-      const missing = need - this.pending.length;
-      if (data.length < missing) {
-        this.pending = Buffer.concat([this.pending, data]);
-        return EMPTY;
-      }
-      buf = Buffer.concat([this.pending, data.subarray(0, missing)]);
-      data = data.subarray(missing);
+      // Copied into a buffer of the final size: a block arriving in tiny pieces costs linear time, not quadratic.
+      const n = Math.min(need - this.pendingLength, data.length);
+      data.copy(this.pending, this.pendingLength, 0, n);
+      this.pendingLength += n;
+      if (this.pendingLength < need) return EMPTY;
+      buf = this.pending;
+      data = data.subarray(n);
       this.pending = undefined;
     } else if (data.length < need) {
-      this.pending = Buffer.from(data);
+      this.pending = Buffer.allocUnsafe(need);
+      this.pendingLength = data.copy(this.pending, 0);
       return EMPTY;
     } else {
       data = data.subarray(need);

@@ -1,0 +1,321 @@
+// Captures the uwsgi packets a real nginx sends, as golden vectors for test/protocol/decoder.test.ts.
+//
+// Usage: node tools/capture-nginx.mjs            (NGINX_BIN=/path/to/nginx to use another nginx)
+//
+// It starts nginx (default /usr/sbin/nginx) in a temporary prefix with a generated config that includes this
+// checkout's nginx/uwsgi_params and passes to a Unix socket this script listens on, sends each request below
+// through nginx over raw TCP (raw, so repeated headers and chunked framing go out exactly as written), and
+// writes the packet nginx sent for it to test/fixtures/nginx/nginx-<name>.uwsgi. Each packet is answered with an
+// empty 200 and the connection closed: nginx has no keep-alive towards uwsgi upstreams.
+//
+// The first two fixtures, nginx-get-query and nginx-post-form, came from an earlier capture with curl; this tool
+// never rewrites them. The listen port is ephemeral, so SERVER_PORT, HTTP_HOST and REMOTE_PORT differ on every
+// run and the tests do not pin them; everything else (DOCUMENT_ROOT is pinned below) is stable for a given nginx.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { clearTimeout, setTimeout } from 'node:timers';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const UWSGI_PARAMS = join(ROOT, 'nginx/uwsgi_params');
+const OUT_DIR = join(ROOT, 'test/fixtures/nginx');
+const NGINX_BIN = process.env.NGINX_BIN ?? '/usr/sbin/nginx';
+const READY_TIMEOUT = 10_000;
+const REQUEST_TIMEOUT = 5_000;
+
+const ALL_BYTES = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+
+/**
+ * What to capture. `head` is the request up to its blank line; `body` chunks are written in turn (for
+ * `expectContinue`, only after nginx's own 100 Continue). `uri` is checked against the packet's REQUEST_URI so a
+ * fixture can never be written under the wrong name.
+ */
+const REQUESTS = [
+  {
+    name: 'head',
+    uri: '/status',
+    head: 'HEAD /status HTTP/1.1\r\nHost: {host}\r\nUser-Agent: capture-nginx\r\nConnection: close\r\n\r\n',
+  },
+  {
+    // PATH_INFO is $document_uri, decoded and normalised; REQUEST_URI keeps the raw target and its query.
+    name: 'get-query-encoded',
+    uri: '/caf%C3%A9/./docs/../menu?q=caf%C3%A9&a=1&a=2&empty=',
+    head:
+      'GET /caf%C3%A9/./docs/../menu?q=caf%C3%A9&a=1&a=2&empty= HTTP/1.1\r\nHost: {host}\r\n' +
+      'User-Agent: capture-nginx\r\nAccept: text/html\r\nConnection: close\r\n\r\n',
+  },
+  {
+    // nginx 1.22 sends each repeated header as its own var; 1.23+ would join them.
+    name: 'get-cookies',
+    uri: '/cookies',
+    head:
+      'GET /cookies HTTP/1.1\r\nHost: {host}\r\nCookie: a=1\r\nUser-Agent: capture-nginx\r\n' +
+      'Cookie: b=2; c=3\r\nConnection: close\r\n\r\n',
+  },
+  {
+    name: 'post-json',
+    uri: '/api/items',
+    head:
+      'POST /api/items HTTP/1.1\r\nHost: {host}\r\nUser-Agent: capture-nginx\r\n' +
+      'Content-Type: application/json; charset=utf-8\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n',
+    body: [Buffer.from('{"name":"café","n":1}', 'utf8')],
+  },
+  {
+    name: 'post-binary',
+    uri: '/upload',
+    head:
+      'POST /upload HTTP/1.1\r\nHost: {host}\r\nUser-Agent: capture-nginx\r\n' +
+      'Content-Type: application/octet-stream\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n',
+    body: [ALL_BYTES],
+  },
+  {
+    // nginx de-chunks the body, sets CONTENT_LENGTH, and still forwards HTTP_TRANSFER_ENCODING.
+    name: 'post-chunked',
+    uri: '/upload/chunked',
+    head:
+      'POST /upload/chunked HTTP/1.1\r\nHost: {host}\r\nUser-Agent: capture-nginx\r\nContent-Type: text/plain\r\n' +
+      'Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n',
+    body: [Buffer.from('5\r\nhello\r\n'), Buffer.from('1\r\n \r\n'), Buffer.from('5\r\nworld\r\n0\r\n\r\n')],
+  },
+  {
+    // nginx answers the 100 Continue itself; HTTP_EXPECT still reaches the backend.
+    name: 'post-expect-continue',
+    uri: '/expect',
+    expectContinue: true,
+    head:
+      'POST /expect HTTP/1.1\r\nHost: {host}\r\nUser-Agent: capture-nginx\r\nContent-Type: text/plain\r\n' +
+      'Content-Length: {length}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n',
+    body: [Buffer.from('continued')],
+  },
+  {
+    name: 'post-empty',
+    uri: '/empty',
+    head:
+      'POST /empty HTTP/1.1\r\nHost: {host}\r\nUser-Agent: capture-nginx\r\nContent-Length: 0\r\n' +
+      'Connection: close\r\n\r\n',
+  },
+];
+
+function nginxConfig(prefix, port, socket) {
+  const p = (name) => JSON.stringify(join(prefix, name));
+  // master_process off: run as root, nginx's workers would switch to `nobody` and lose access to the prefix.
+  return `# Generated by tools/capture-nginx.mjs.
+master_process off;
+worker_processes 1;
+pid ${p('nginx.pid')};
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path ${p('client_body_temp')};
+    proxy_temp_path ${p('proxy_temp')};
+    fastcgi_temp_path ${p('fastcgi_temp')};
+    uwsgi_temp_path ${p('uwsgi_temp')};
+    scgi_temp_path ${p('scgi_temp')};
+    server {
+        listen 127.0.0.1:${port};
+        # Pinned (nginx only names it, it need not exist) so DOCUMENT_ROOT is the same on every run, as in
+        # the first two fixtures.
+        root /tmp/cap/html;
+        location / {
+            include ${UWSGI_PARAMS};
+            uwsgi_pass unix:${socket};
+        }
+    }
+}
+`;
+}
+
+/** The total length of the uwsgi packet at the start of `buf` (header + vars + CONTENT_LENGTH), or undefined. */
+function packetLength(buf) {
+  if (buf.length < 4) return undefined;
+  if (buf[0] !== 0) throw new Error(`unexpected modifier1 ${buf[0]}`);
+  const size = buf.readUInt16LE(1);
+  if (buf.length < 4 + size) return undefined;
+  let contentLength = 0;
+  for (let offset = 4; offset < 4 + size; ) {
+    const keyLength = buf.readUInt16LE(offset);
+    const key = buf.toString('latin1', offset + 2, offset + 2 + keyLength);
+    offset += 2 + keyLength;
+    const valueLength = buf.readUInt16LE(offset);
+    const value = buf.toString('latin1', offset + 2, offset + 2 + valueLength);
+    offset += 2 + valueLength;
+    if (key === 'CONTENT_LENGTH' && value !== '') contentLength = Number(value);
+  }
+  return 4 + size + contentLength;
+}
+
+function varOf(packet, name) {
+  const size = packet.readUInt16LE(1);
+  for (let offset = 4; offset < 4 + size; ) {
+    const keyLength = packet.readUInt16LE(offset);
+    const key = packet.toString('latin1', offset + 2, offset + 2 + keyLength);
+    offset += 2 + keyLength;
+    const valueLength = packet.readUInt16LE(offset);
+    if (key === name) return packet.toString('latin1', offset + 2, offset + 2 + valueLength);
+    offset += 2 + valueLength;
+  }
+  return undefined;
+}
+
+/** Listens for nginx; `next()` resolves with the whole packet of the next connection, in arrival order. */
+function listenBackend(socketPath) {
+  const waiting = [];
+  const server = net.createServer((conn) => {
+    const waiter = waiting.shift();
+    if (waiter === undefined) {
+      backend.strays++;
+      conn.destroy();
+      return;
+    }
+    let buf = Buffer.alloc(0);
+    conn.on('data', (chunk) => {
+      buf = Buffer.concat([buf, chunk]);
+      let total;
+      try {
+        total = packetLength(buf);
+      } catch (err) {
+        conn.destroy();
+        waiter.reject(err);
+        return;
+      }
+      if (total === undefined || buf.length < total) return;
+      conn.end('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n');
+      // One request per connection: nginx has no keep-alive towards uwsgi, so nothing may follow the body.
+      if (buf.length > total) waiter.reject(new Error(`nginx sent ${buf.length - total} bytes past the body`));
+      else waiter.resolve(buf);
+    });
+    conn.on('error', (err) => waiter.reject(err));
+  });
+  const backend = {
+    server,
+    /** Connections no request was waiting for: each would make the fixtures' names unreliable. */
+    strays: 0,
+    next() {
+      const packet = new Promise((resolve, reject) => waiting.push({ resolve, reject }));
+      // Awaited later, after the response: until then a rejection must not count as unhandled.
+      packet.catch(() => {});
+      return packet;
+    },
+  };
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(socketPath, () => resolve(backend));
+  });
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+function timeout(ms, what) {
+  let timer;
+  const promise = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+  });
+  return { promise, cancel: () => clearTimeout(timer) };
+}
+
+async function withTimeout(promise, ms, what) {
+  const t = timeout(ms, what);
+  try {
+    return await Promise.race([promise, t.promise]);
+  } finally {
+    t.cancel();
+  }
+}
+
+/** Connects to nginx, retrying until it listens (it binds only after parsing its config). */
+async function waitForPort(port, nginx) {
+  const deadline = Date.now() + READY_TIMEOUT;
+  for (;;) {
+    if (nginx.exitCode !== null) throw new Error(`nginx exited with code ${nginx.exitCode}`);
+    const ok = await new Promise((resolve) => {
+      const socket = net.connect(port, '127.0.0.1', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`nginx did not listen on 127.0.0.1:${port}`);
+    await sleep(50);
+  }
+}
+
+/** Sends one raw HTTP request to nginx; resolves with nginx's whole response once it closes. */
+function sendRequest(port, request) {
+  const body = request.body ?? [];
+  const length = body.reduce((n, b) => n + b.length, 0);
+  const head = request.head.replace('{host}', `127.0.0.1:${port}`).replace('{length}', String(length));
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    const received = [];
+    let bodySent = false;
+    const sendBody = () => {
+      bodySent = true;
+      for (const chunk of body) socket.write(chunk);
+    };
+    socket.on('connect', () => {
+      socket.write(head, 'latin1');
+      if (!request.expectContinue) sendBody();
+    });
+    socket.on('data', (chunk) => {
+      received.push(chunk);
+      if (!bodySent && Buffer.concat(received).toString('latin1').startsWith('HTTP/1.1 100 Continue\r\n\r\n')) {
+        sendBody();
+      }
+    });
+    socket.on('end', () => resolve(Buffer.concat(received).toString('latin1')));
+    socket.on('error', reject);
+  });
+}
+
+async function main() {
+  if (!existsSync(NGINX_BIN)) {
+    throw new Error(`nginx not found at ${NGINX_BIN}: install it (Debian: apt-get install nginx-light) or set NGINX_BIN`);
+  }
+  const prefix = mkdtempSync(join(tmpdir(), 'capture-nginx-'));
+  const socketPath = join(prefix, 'capture.sock');
+  const backend = await listenBackend(socketPath);
+  const port = await freePort();
+  const confPath = join(prefix, 'nginx.conf');
+  writeFileSync(confPath, nginxConfig(prefix, port, socketPath));
+  const nginx = spawn(NGINX_BIN, ['-e', 'stderr', '-p', prefix, '-c', confPath, '-g', 'daemon off; error_log stderr;'], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  try {
+    await waitForPort(port, nginx);
+    for (const request of REQUESTS) {
+      const packet = backend.next();
+      const response = await withTimeout(sendRequest(port, request), REQUEST_TIMEOUT, `response to ${request.name}`);
+      if (!/^HTTP\/1\.1 (100 Continue\r\n\r\nHTTP\/1\.1 )?200 OK\r\n/.test(response)) {
+        throw new Error(`${request.name}: nginx answered ${JSON.stringify(response.slice(0, 80))}`);
+      }
+      const bytes = await withTimeout(packet, REQUEST_TIMEOUT, `packet for ${request.name}`);
+      const uri = varOf(bytes, 'REQUEST_URI');
+      if (uri !== request.uri) throw new Error(`${request.name}: captured REQUEST_URI ${uri}, expected ${request.uri}`);
+      const file = join(OUT_DIR, `nginx-${request.name}.uwsgi`);
+      writeFileSync(file, bytes);
+      console.log(`${file}: ${bytes.length} bytes`);
+    }
+    if (backend.strays > 0) throw new Error(`nginx made ${backend.strays} unexpected connections: check the fixtures`);
+  } finally {
+    nginx.kill('SIGTERM');
+    await new Promise((resolve) => (nginx.exitCode !== null ? resolve() : nginx.once('exit', resolve)));
+    backend.server.close();
+    rmSync(prefix, { recursive: true, force: true });
+  }
+}
+
+await main();
