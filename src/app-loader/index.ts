@@ -42,9 +42,9 @@ const CONVENTIONAL = ['default', 'application', 'app', 'handler'];
 
 /** Splits `./app.js:createApp()` into module, export and whether to call it. A colon that is not followed by an
  * identifier belongs to the path. */
-export function parseAppSpec(spec: string): AppSpec {
+export function parseAppSpec(spec: string, cwd = process.cwd()): AppSpec {
   if (typeof spec !== 'string' || spec.trim() === '') {
-    throw new UwsgiError('ERR_APP_NOT_FOUND', { spec: JSON.stringify(spec), cwd: process.cwd() });
+    throw new UwsgiError('ERR_APP_NOT_FOUND', { spec: JSON.stringify(spec), cwd });
   }
   const colon = spec.lastIndexOf(':');
   const tail = colon === -1 ? '' : spec.slice(colon + 1);
@@ -116,7 +116,7 @@ function isCommonJs(file: string): boolean {
 }
 
 export async function loadApp(spec: string, options: LoadOptions): Promise<LoadedApp> {
-  const parsed = parseAppSpec(spec);
+  const parsed = parseAppSpec(spec, options.cwd);
   const file = resolveModule(parsed.module, options.cwd);
   let namespace: Record<string, unknown>;
   try {
@@ -160,7 +160,7 @@ function pickExport(exports: Map<string, unknown>, spec: AppSpec, file: string):
     const value = exports.get(name);
     if (value !== undefined && value !== null) return [name, value];
   }
-  const found = [...exports.keys()];
+  const found = [...exports.keys()].sort();
   throw new UwsgiError('ERR_APP_EXPORT_MISSING', {
     file,
     name: names.join('", "'),
@@ -183,7 +183,11 @@ export async function detectInterface(
   file = '<app>',
 ): Promise<Detected> {
   const tagged = taggedInterface(value);
-  if (forced === 'auto' && tagged !== undefined) return { interface: tagged, app: value, detectedBy: `tagged ${tagged}()` };
+  if (forced === 'auto' && tagged !== undefined) {
+    // node() on a Koa or Fastify instance still needs its (req, res) handler.
+    const adapted = tagged === 'node' ? await nodeShape(value, exportName, file) : undefined;
+    return { interface: tagged, app: adapted?.app ?? value, detectedBy: `tagged ${tagged}()` };
+  }
   if (forced === 'wsgi') {
     if (typeof value === 'function') return { interface: 'wsgi', app: value, detectedBy: '--interface wsgi' };
     throw mismatch(value, exportName, 'wsgi', file);
@@ -192,7 +196,7 @@ export async function detectInterface(
     if (typeof value === 'function' || hasMethod(value, 'fetch')) return { interface: 'fetch', app: value, detectedBy: '--interface fetch' };
     throw mismatch(value, exportName, 'fetch', file);
   }
-  const node = await nodeShape(value);
+  const node = await nodeShape(value, exportName, file);
   if (forced === 'node') {
     if (node !== undefined) return { interface: 'node', app: node.app, detectedBy: `--interface node (${node.by})` };
     if (typeof value === 'function') return { interface: 'node', app: value, detectedBy: '--interface node' };
@@ -212,12 +216,17 @@ export async function detectInterface(
 }
 
 /** Koa (callback()) and Fastify (ready(), then routing()) as (req, res) handlers; http.Server as itself. */
-async function nodeShape(value: unknown): Promise<{ app: unknown; by: string } | undefined> {
+async function nodeShape(value: unknown, exportName: string, file: string): Promise<{ app: unknown; by: string } | undefined> {
   if (value instanceof Server) return { app: value, by: 'http.Server' };
   if (hasMethod(value, 'fetch')) return undefined;
   if (hasMethod(value, 'routing') && hasMethod(value, 'ready') && hasMethod(value, 'inject')) {
     const fastify = value as { ready(): Promise<unknown>; routing(req: unknown, res: unknown): void };
-    await fastify.ready();
+    try {
+      await fastify.ready();
+    } catch (cause) {
+      // A plugin that fails to boot: the app cannot serve, and the error must say where it came from.
+      throw new UwsgiError('ERR_APP_FACTORY_FAILED', { file, name: `${exportName}.ready`, detail: messageOf(cause) }, { cause });
+    }
     return { app: (req: unknown, res: unknown) => fastify.routing(req, res), by: 'Fastify instance (ready(), routing)' };
   }
   if (hasMethod(value, 'callback')) {
