@@ -4,12 +4,10 @@
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
-import pino, { type Logger } from 'pino';
-import { loadApp } from './app-loader/index.js';
+import pino from 'pino';
 import { isUwsgiError } from './errors.js';
-import { OPTIONS, defaultOptions, formatSocketAddress, type Options } from './options.js';
-import { createHandler } from './handler.js';
-import { createServer } from './server/server.js';
+import { OPTIONS, defaultOptions, type Options } from './options.js';
+import { runMaster } from './master/master.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -55,33 +53,12 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
 
-  const log = pino({ level: options.logLevel, base: { pid: process.pid } });
-  const started = process.hrtime.bigint();
+  const log = pino({ level: options.logLevel, base: { pid: process.pid, role: 'master' } });
+  // A stray error in the master must be seen, and must not take the workers' requests down.
+  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled promise rejection in the master'));
+  process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception in the master'));
   try {
-    const loaded = await loadApp(spec, { cwd: process.cwd(), interface: options.interface });
-    const handler = createHandler(loaded);
-    const server = createServer({
-      handler,
-      log,
-      limits: { maxVarsSize: options.maxVarsSize, maxVars: options.maxVars },
-      accessLog: options.accessLog,
-      chmodSocket: options.chmodSocket,
-    });
-    await server.listen(options.socket);
-    installStopSignals(log, () => server.close());
-    log.info(
-      {
-        app: loaded.file,
-        export: loaded.exportName,
-        interface: loaded.interface,
-        detectedBy: loaded.detectedBy,
-        sockets: options.socket.map(formatSocketAddress),
-        bootMs: Number(process.hrtime.bigint() - started) / 1e6,
-        node: process.version,
-      },
-      'ready',
-    );
-    return -1;
+    return await runMaster({ spec, cwd: process.cwd(), options, log });
   } catch (err) {
     const code = isUwsgiError(err) ? err.code : undefined;
     log.fatal({ err, code }, 'cannot start');
@@ -90,38 +67,12 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-/** Signal handlers only record the signal; the stop itself (and its logging) runs outside them. */
-function installStopSignals(log: Logger, close: () => Promise<void>): void {
-  let stopping = false;
-  const stop = (signal: NodeJS.Signals): void => {
-    if (stopping) return;
-    stopping = true;
-    setImmediate(() => {
-      log.info({ signal }, 'stopping: no new connections, finishing in-flight requests');
-      close().then(
-        () => {
-          log.info('stopped');
-          process.exit(0);
-        },
-        (err: unknown) => {
-          log.error({ err }, 'stop failed');
-          process.exit(1);
-        },
-      );
-    });
-  };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
-  // An app's stray rejection or exception must not take every in-flight request down with it.
-  process.on('unhandledRejection', (err) => log.error({ err, code: 'ERR_APP_EXCEPTION' }, 'unhandled promise rejection in the app'));
-  process.on('uncaughtException', (err) => log.error({ err, code: 'ERR_APP_EXCEPTION' }, 'uncaught exception in the app'));
-}
-
 /** Runs the CLI; exits the process on errors, keeps it serving otherwise. */
 export function run(argv: string[]): void {
   void main(argv).then((code) => {
-    if (code >= 0) process.exitCode = code;
-    if (code > 0) setImmediate(() => process.exit(code));
+    process.exitCode = code;
+    // Nothing is left to serve: do not wait for stray handles (an app's timers live in the workers anyway).
+    setImmediate(() => process.exit(code));
   });
 }
 

@@ -64,6 +64,15 @@ export const ERRORS = {
   ERR_WSGI_START_RESPONSE: { status: 500, message: 'start_response misuse: {detail} (PEP 3333)' },
   ERR_WSGI_VALIDATION: { status: 500, message: 'WSGI validator: {detail}' },
 
+  ERR_REQUEST_TIMEOUT: {
+    status: 504,
+    message: 'the app had not started its response after --request-timeout {seconds}s: answered 504',
+  },
+
+  ERR_WORKER_BLOCKED: {
+    message: 'a worker\'s event loop was blocked longer than --harakiri {seconds}s: it was killed and replaced',
+  },
+
   // Loading the app (src/app-loader)
   ERR_APP_NOT_FOUND: {
     message: 'cannot find the app module {spec} (resolved from {cwd}): give a path such as ./app.js or an installed package name',

@@ -21,6 +21,14 @@ export interface Options {
   accessLog: boolean;
   maxVarsSize: number;
   maxVars: number;
+  workers: number | 'auto';
+  gracefulTimeout: number;
+  requestTimeout: number;
+  harakiri: number;
+  maxRequests: number;
+  maxRequestsJitter: number;
+  maxRss: number;
+  reloadBatch: number;
 }
 
 export interface OptionSpec<K extends keyof Options = keyof Options> {
@@ -100,6 +108,70 @@ export const OPTIONS = [
     default: DEFAULT_MAX_VARS,
     parse: (raw) => integer('--max-vars', raw, 1, 65535),
   }),
+  option<'workers'>({
+    name: 'workers',
+    flag: 'workers',
+    arg: 'n',
+    help: 'worker processes serving the app, or auto (one per available CPU); the master runs no app code',
+    default: 1,
+    parse: (raw) => (raw === 'auto' ? 'auto' : integer('--workers', raw, 1, 1024)),
+  }),
+  option<'gracefulTimeout'>({
+    name: 'gracefulTimeout',
+    flag: 'graceful-timeout',
+    arg: 'seconds',
+    help: 'on stop, reload or recycling, how long a worker may finish its in-flight requests before it is killed',
+    default: 30,
+    parse: (raw) => seconds('--graceful-timeout', raw, false),
+  }),
+  option<'requestTimeout'>({
+    name: 'requestTimeout',
+    flag: 'request-timeout',
+    arg: 'seconds',
+    help: 'answer 504 to a request whose response has not started after this long; 0 disables',
+    default: 0,
+    parse: (raw) => seconds('--request-timeout', raw, true),
+  }),
+  option<'harakiri'>({
+    name: 'harakiri',
+    flag: 'harakiri',
+    arg: 'seconds',
+    help: 'kill and replace a worker whose event loop is blocked this long, logging its in-flight requests; 0 disables',
+    default: 0,
+    parse: (raw) => seconds('--harakiri', raw, true),
+  }),
+  option<'maxRequests'>({
+    name: 'maxRequests',
+    flag: 'max-requests',
+    arg: 'n',
+    help: 'recycle a worker after this many requests (replacement first); 0 disables',
+    default: 0,
+    parse: (raw) => integer('--max-requests', raw, 0, Number.MAX_SAFE_INTEGER),
+  }),
+  option<'maxRequestsJitter'>({
+    name: 'maxRequestsJitter',
+    flag: 'max-requests-jitter',
+    arg: 'n',
+    help: 'add 0..n to each worker\'s --max-requests so that workers do not recycle together',
+    default: 0,
+    parse: (raw) => integer('--max-requests-jitter', raw, 0, Number.MAX_SAFE_INTEGER),
+  }),
+  option<'maxRss'>({
+    name: 'maxRss',
+    flag: 'max-rss',
+    arg: 'MiB',
+    help: 'recycle a worker whose resident memory stays above this many MiB for 3 heartbeats in a row; 0 disables',
+    default: 0,
+    parse: (raw) => integer('--max-rss', raw, 0, 1024 * 1024),
+  }),
+  option<'reloadBatch'>({
+    name: 'reloadBatch',
+    flag: 'reload-batch',
+    arg: 'n',
+    help: 'on SIGHUP, how many workers are replaced at a time',
+    default: 1,
+    parse: (raw) => integer('--reload-batch', raw, 1, 1024),
+  }),
 ] as const satisfies ReadonlyArray<OptionSpec<any>>;
 
 export function defaultOptions(): Options {
@@ -145,6 +217,15 @@ function invalid(option: string, value: string, detail: string): never {
 function oneOf<T extends string>(option: string, raw: string, choices: readonly T[]): T {
   if (!(choices as readonly string[]).includes(raw)) invalid(option, raw, `one of ${choices.join(', ')}`);
   return raw as T;
+}
+
+/** Seconds, fractions allowed (0.5); `zero` allows 0, which means "off". */
+function seconds(option: string, raw: string, zero: boolean): number {
+  const value = Number(raw);
+  if (!/^\d+(\.\d+)?$/.test(raw) || (!zero && value === 0) || value > 365 * 24 * 3600) {
+    invalid(option, raw, `a number of seconds${zero ? ' (0 disables)' : ' above 0'}, fractions allowed`);
+  }
+  return value;
 }
 
 function integer(option: string, raw: string, min: number, max: number): number {

@@ -4,7 +4,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import { isUwsgiError, statusOf, type UwsgiError } from '../errors.js';
+import { isUwsgiError, statusOf, UwsgiError } from '../errors.js';
 import type { Exchange, ExchangeHandler } from '../exchange.js';
 import { RequestDecoder, type DecoderLimits, type RequestHead } from '../protocol/decoder.js';
 import { getVar } from '../protocol/vars.js';
@@ -16,6 +16,15 @@ export interface ConnectionContext {
   readonly limits: DecoderLimits;
   readonly accessLog: boolean;
   readonly multiprocess: boolean;
+  /** ms before a request whose response has not started gets a 504; 0 disables. */
+  readonly requestTimeout?: number;
+  /** Told when each request starts and ends (a worker's request count, in-flight table and heartbeat). */
+  readonly tracker?: RequestTracker;
+}
+
+export interface RequestTracker {
+  start(method: string, uri: string): number;
+  end(token: number): void;
 }
 
 /** The request body as the app reads it: pauses the socket when the app does not keep up. */
@@ -79,12 +88,17 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
     const started = process.hrtime.bigint();
     let exchange: ConnectionExchange | undefined;
     let responseDone = false;
+    let token = -1;
+    let timer: NodeJS.Timeout | undefined;
 
     const decoder = new RequestDecoder(
       {
         onHead(head) {
           const method = getVar(head.vars, 'REQUEST_METHOD') || 'GET';
           exchange = new ConnectionExchange(socket, head, ctx.log, ctx.multiprocess, method);
+          const uri = getVar(head.vars, 'REQUEST_URI') ?? getVar(head.vars, 'PATH_INFO') ?? '';
+          if (ctx.tracker) token = ctx.tracker.start(method, uri);
+          if (ctx.requestTimeout) timer = setTimeout(timeOut, ctx.requestTimeout, exchange, uri);
           run(exchange);
         },
         onBody(chunk) {
@@ -175,8 +189,23 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
       );
     }
 
+    /** --request-timeout: a 504 if nothing of the response has gone out yet; the app is told through its signal. */
+    function timeOut(ex: ConnectionExchange, uri: string): void {
+      timer = undefined;
+      const started = ex.response.headersSent || ex.status !== 0 || socket.bytesWritten > 0 || socket.writableLength > 0;
+      if (responseDone || started || socket.destroyed) return;
+      const err = new UwsgiError('ERR_REQUEST_TIMEOUT', { seconds: ctx.requestTimeout! / 1000 });
+      ex.status = 504;
+      ctx.log.warn({ code: err.code, method: ex.method, uri, timeoutMs: ctx.requestTimeout }, err.message);
+      ex.abort(err);
+      socket.end(simpleResponse(504, 'Gateway Timeout: the app did not answer in time\n'));
+    }
+
     function finish(ex: ConnectionExchange): void {
+      if (responseDone) return;
       responseDone = true;
+      if (timer !== undefined) clearTimeout(timer);
+      if (ctx.tracker) ctx.tracker.end(token);
       if (ex.status === 0) ex.status = ex.response.status;
       if (ctx.accessLog) {
         const remote = getVar(ex.vars, 'REMOTE_ADDR');

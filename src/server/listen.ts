@@ -4,10 +4,11 @@ import net from 'node:net';
 import { UwsgiError } from '../errors.js';
 import { formatSocketAddress, type SocketAddress } from '../options.js';
 
-/** Listens `server` on `address`; resolves once listening. */
-export async function listenOn(server: net.Server, address: SocketAddress, chmod?: number): Promise<void> {
+/** Listens `server` on `address`; resolves once listening. `shared`: a cluster worker, whose master owns the
+ * socket and has already prepared its path (prepareAddress). */
+export async function listenOn(server: net.Server, address: SocketAddress, chmod?: number, shared = false): Promise<void> {
   const label = formatSocketAddress(address);
-  if (address.kind === 'unix') await removeStaleSocket(address.path);
+  if (!shared) await prepareAddress(address);
   await new Promise<void>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => {
       server.off('listening', onListening);
@@ -38,7 +39,12 @@ export async function listenOn(server: net.Server, address: SocketAddress, chmod
   if (address.kind === 'unix' && chmod !== undefined) chmodSync(address.path, chmod);
 }
 
-/** A socket file nobody answers on is left over from a crash: remove it. One that answers is a live server. */
+/** Before listening: a Unix socket file nobody answers on is left over from a crash and is removed; one that
+ * answers is a live server (ERR_SOCKET_IN_USE); a path that is not a socket is left alone (ERR_SOCKET_LISTEN). */
+export async function prepareAddress(address: SocketAddress): Promise<void> {
+  if (address.kind === 'unix') await removeStaleSocket(address.path);
+}
+
 async function removeStaleSocket(path: string): Promise<void> {
   let isSocket: boolean;
   try {

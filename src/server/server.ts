@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { ExchangeHandler } from '../exchange.js';
 import { formatSocketAddress, type SocketAddress } from '../options.js';
 import type { DecoderLimits } from '../protocol/decoder.js';
-import { handleConnection } from './connection.js';
+import { handleConnection, type RequestTracker } from './connection.js';
 import { listenOn } from './listen.js';
 
 export interface ServerConfig {
@@ -16,6 +16,10 @@ export interface ServerConfig {
   readonly accessLog?: boolean;
   readonly multiprocess?: boolean;
   readonly chmodSocket?: number | undefined;
+  /** In a cluster worker: the master owns the listening sockets (no stale-file check, no unlink on close). */
+  readonly shared?: boolean;
+  readonly requestTimeout?: number;
+  readonly tracker?: RequestTracker;
 }
 
 export interface UwsgiServer {
@@ -38,6 +42,8 @@ export function createServer(config: ServerConfig): UwsgiServer {
     limits: config.limits,
     accessLog: config.accessLog ?? false,
     multiprocess: config.multiprocess ?? false,
+    requestTimeout: config.requestTimeout ?? 0,
+    tracker: config.tracker,
   };
 
   const onConnection = (socket: net.Socket): void => {
@@ -56,9 +62,9 @@ export function createServer(config: ServerConfig): UwsgiServer {
         for (const address of addresses) {
           const server = net.createServer({ noDelay: true }, onConnection);
           servers.push(server);
-          await listenOn(server, address, config.chmodSocket);
-          if (address.kind === 'unix') unixPaths.push(address.path);
-          config.log.info({ address: formatSocketAddress(address) }, 'listening');
+          await listenOn(server, address, config.chmodSocket, config.shared);
+          if (address.kind === 'unix' && !config.shared) unixPaths.push(address.path);
+          config.log[config.shared ? 'debug' : 'info']({ address: formatSocketAddress(address) }, 'listening');
         }
       } catch (err) {
         await this.close();

@@ -1,0 +1,183 @@
+// The master process: binds the policy (policy.ts) to node:cluster, signals and timers. It owns the listening
+// sockets and never runs app code: workers load the app (src/worker/main.ts).
+//
+// How connections reach workers: a shared listening handle (cluster.SCHED_NONE): each worker accepts on the
+// same socket, so a worker whose event loop is blocked simply stops accepting and the others take its share;
+// with round-robin (SCHED_RR) the master accepts every connection and hands it to the next worker in turn,
+// blocked or not, through an IPC message per connection. Measured with bench/run.js (wrk -c32 through nginx,
+// hello app, 2 workers, Node 24, this 2-core machine): see bench/README.md, "Workers".
+// NODE_UWSGI_SCHED=rr selects round-robin, for measuring.
+import cluster, { type Worker } from 'node:cluster';
+import { chmodSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import { formatSocketAddress, type Options } from '../options.js';
+import { prepareAddress } from '../server/listen.js';
+import { WORKER_CONFIG_ENV, heartbeatInterval, isWorkerMessage, type MasterMessage, type ReadyInfo, type WorkerConfig } from './messages.js';
+import { Policy, type Action, type PolicyEvent } from './policy.js';
+
+const TICK_MS = 100;
+const BOOT_TIMEOUT_MS = 60_000;
+const RSS_SAMPLES = 3;
+const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGQUIT', 'SIGHUP', 'SIGTTIN', 'SIGTTOU'] as const;
+
+export interface MasterConfig {
+  spec: string;
+  cwd: string;
+  options: Options;
+  log: Logger;
+}
+
+export function workerCount(option: Options['workers']): number {
+  return option === 'auto' ? availableParallelism() : option;
+}
+
+/** Runs until the policy says exit; resolves with the exit code. */
+export async function runMaster(config: MasterConfig): Promise<number> {
+  const { options, log } = config;
+  const started = process.hrtime.bigint();
+  const workers = workerCount(options.workers);
+  for (const address of options.socket) await prepareAddress(address);
+
+  cluster.schedulingPolicy = process.env.NODE_UWSGI_SCHED === 'rr' ? cluster.SCHED_RR : cluster.SCHED_NONE;
+  cluster.setupPrimary({
+    exec: fileURLToPath(new URL('../worker/main.js', import.meta.url)),
+    args: [],
+    silent: false,
+  });
+
+  const policy = new Policy({
+    workers,
+    gracefulTimeout: options.gracefulTimeout * 1000,
+    harakiri: options.harakiri * 1000,
+    bootTimeout: BOOT_TIMEOUT_MS,
+    maxRequests: options.maxRequests,
+    maxRequestsJitter: options.maxRequestsJitter,
+    maxRss: options.maxRss * 1024 * 1024,
+    rssSamples: RSS_SAMPLES,
+    reloadBatch: options.reloadBatch,
+    random: Math.random,
+  });
+  const handles = new Map<number, Worker>();
+  const heartbeatMs = heartbeatInterval(options.harakiri * 1000);
+  let app: ReadyInfo | undefined;
+  let bootError: string | undefined;
+  let resolveExit: (code: number) => void = () => {};
+  const exited = new Promise<number>((resolve) => (resolveExit = resolve));
+
+  const dispatch = (event: PolicyEvent): void => {
+    for (const action of policy.handle(event, Date.now())) apply(action);
+  };
+
+  const apply = (action: Action): void => {
+    switch (action.type) {
+      case 'spawn': {
+        const workerConfig: WorkerConfig = {
+          spec: config.spec,
+          cwd: config.cwd,
+          options,
+          id: action.id,
+          generation: action.generation,
+          workers,
+          heartbeatMs,
+        };
+        const worker = cluster.fork({ [WORKER_CONFIG_ENV]: JSON.stringify(workerConfig) });
+        handles.set(action.id, worker);
+        const id = action.id;
+        worker.on('message', (message: unknown) => {
+          if (!isWorkerMessage(message)) return;
+          switch (message.t) {
+            case 'ready':
+              app ??= message.app;
+              dispatch({ type: 'ready', id });
+              break;
+            case 'boot-failed':
+              bootError ??= message.message;
+              log.debug({ worker: id, errorCode: message.code, error: message.message }, 'worker could not start the app');
+              dispatch({ type: 'boot-failed', id, code: message.code, message: message.message });
+              break;
+            case 'hb':
+              dispatch({
+                type: 'heartbeat',
+                id,
+                requests: message.requests,
+                rss: message.rss,
+                inflight: message.inflight.map(([method, uri, startedAt]) => ({ method, uri, startedAt })),
+              });
+              break;
+          }
+        });
+        worker.on('exit', (code, signal) => {
+          handles.delete(id);
+          dispatch({ type: 'exit', id, code, signal });
+        });
+        worker.on('error', (err) => log.debug({ err, worker: id }, 'worker IPC error'));
+        break;
+      }
+      case 'drain': {
+        const worker = handles.get(action.id);
+        if (worker?.isConnected()) worker.send({ t: 'drain' } satisfies MasterMessage);
+        else worker?.process.kill('SIGTERM');
+        break;
+      }
+      case 'kill':
+        handles.get(action.id)?.process.kill('SIGKILL');
+        break;
+      case 'ready':
+        if (action.reason === 'boot') {
+          for (const address of options.socket) log.info({ address: formatSocketAddress(address) }, 'listening');
+          log.info(
+            {
+              app: app?.file,
+              export: app?.exportName,
+              interface: app?.interface,
+              detectedBy: app?.detectedBy,
+              sockets: options.socket.map(formatSocketAddress),
+              workers: action.workers,
+              bootMs: Number(process.hrtime.bigint() - started) / 1e6,
+              node: process.version,
+            },
+            'ready',
+          );
+        }
+        break;
+      case 'stopping':
+        break;
+      case 'exit':
+        clearInterval(tick);
+        for (const signal of SIGNALS) process.off(signal, onSignal);
+        if (action.code !== 0 && bootError !== undefined) process.stderr.write(`node-uwsgi: ${bootError}\n`);
+        resolveExit(action.code);
+        break;
+      case 'log':
+        log[action.level](action.fields, action.msg);
+        break;
+    }
+  };
+
+  // Unix sockets are created by the first worker's listen (through the master's shared handle): set their mode
+  // as soon as they exist.
+  cluster.on('listening', () => {
+    if (options.chmodSocket === undefined) return;
+    for (const address of options.socket) {
+      if (address.kind !== 'unix') continue;
+      try {
+        chmodSync(address.path, options.chmodSocket);
+      } catch (err) {
+        log.warn({ err, address: formatSocketAddress(address) }, 'cannot chmod the socket');
+      }
+    }
+  });
+
+  // Signal handlers only enqueue: the policy runs outside them.
+  const onSignal = (signal: NodeJS.Signals): void => {
+    setImmediate(() => dispatch({ type: 'signal', signal: signal as (typeof SIGNALS)[number] }));
+  };
+  for (const signal of SIGNALS) process.on(signal, onSignal);
+  const tick = setInterval(() => dispatch({ type: 'tick' }), TICK_MS);
+
+  log.debug({ workers, scheduling: cluster.schedulingPolicy === cluster.SCHED_RR ? 'round-robin' : 'shared handle' }, 'starting workers');
+  dispatch({ type: 'start' });
+  return exited;
+}

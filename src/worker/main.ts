@@ -1,0 +1,108 @@
+// A worker process: loads the app, serves the master's listening sockets, sends heartbeats, drains on request.
+// Started by the master through node:cluster with its configuration in NODE_UWSGI_WORKER; never run by hand.
+import { hostname } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import pino from 'pino';
+import { loadApp } from '../app-loader/index.js';
+import { isUwsgiError } from '../errors.js';
+import { createHandler } from '../handler.js';
+import { WORKER_CONFIG_ENV, type InflightEntry, type MasterMessage, type WorkerConfig, type WorkerMessage } from '../master/messages.js';
+import { createServer, type UwsgiServer } from '../server/server.js';
+import { InflightTable } from './inflight.js';
+
+const HEARTBEAT_INFLIGHT = 10;
+
+function send(message: WorkerMessage): Promise<void> {
+  return new Promise((resolve) => {
+    if (!process.connected || !process.send) return resolve();
+    process.send(message, undefined, {}, () => resolve());
+  });
+}
+
+async function main(): Promise<void> {
+  const raw = process.env[WORKER_CONFIG_ENV];
+  if (raw === undefined || !process.send) {
+    process.stderr.write('node-uwsgi: the worker entry is started by the master (node-uwsgi <app>), not by hand\n');
+    process.exit(2);
+  }
+  const config = JSON.parse(raw) as WorkerConfig;
+  const { options } = config;
+  const log = pino({ level: options.logLevel, base: { pid: process.pid, worker: config.id } });
+  const started = process.hrtime.bigint();
+
+  // The terminal sends INT (Ctrl-C) and others to the whole process group; the master decides what happens.
+  for (const signal of ['SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGTTIN', 'SIGTTOU', 'SIGUSR2'] as const) process.on(signal, () => {});
+  process.on('unhandledRejection', (err) => log.error({ err, code: 'ERR_APP_EXCEPTION' }, 'unhandled promise rejection in the app'));
+  process.on('uncaughtException', (err) => log.error({ err, code: 'ERR_APP_EXCEPTION' }, 'uncaught exception in the app'));
+
+  const table = new InflightTable();
+  let server: UwsgiServer;
+  let loaded;
+  try {
+    loaded = await loadApp(config.spec, { cwd: config.cwd, interface: options.interface });
+    server = createServer({
+      handler: createHandler(loaded),
+      log,
+      limits: { maxVarsSize: options.maxVarsSize, maxVars: options.maxVars },
+      accessLog: options.accessLog,
+      chmodSocket: options.chmodSocket,
+      multiprocess: config.workers > 1,
+      shared: true,
+      requestTimeout: options.requestTimeout * 1000,
+      tracker: table,
+    });
+    await server.listen(options.socket);
+  } catch (err) {
+    const code = isUwsgiError(err) ? err.code : undefined;
+    log.debug({ err, code }, 'worker failed to start');
+    await send({ t: 'boot-failed', code, message: err instanceof Error ? err.message : String(err) });
+    process.exit(3);
+  }
+
+  if (options.harakiri > 0) startWatchdog(table, options.harakiri * 1000, config.id);
+  // The watchdog's view of the event loop: this tick stops when the loop is blocked.
+  setInterval(() => table.tick(), 50).unref();
+
+  const heartbeat = setInterval(() => {
+    const inflight: InflightEntry[] = table
+      .list()
+      .slice(0, HEARTBEAT_INFLIGHT)
+      .map((r) => [r.method, r.uri, r.startedAt]);
+    void send({ t: 'hb', requests: table.requests, rss: process.memoryUsage.rss(), inflight });
+  }, config.heartbeatMs);
+
+  let draining = false;
+  const drain = (why: string): void => {
+    if (draining) return;
+    draining = true;
+    log.debug({ why }, 'worker draining: no new connections, finishing in-flight requests');
+    void server.close().then(() => {
+      clearInterval(heartbeat);
+      process.exit(0);
+    });
+  };
+  process.on('message', (message: MasterMessage) => {
+    if (message?.t === 'drain') drain('master');
+  });
+  process.on('SIGTERM', () => drain('SIGTERM'));
+  // The master is gone (killed): nothing will route or watch this worker any more.
+  process.on('disconnect', () => drain('master gone'));
+
+  await send({
+    t: 'ready',
+    app: { file: loaded.file, exportName: loaded.exportName, interface: loaded.interface, detectedBy: loaded.detectedBy },
+    bootMs: Number(process.hrtime.bigint() - started) / 1e6,
+  });
+}
+
+function startWatchdog(table: InflightTable, harakiriMs: number, worker: number): void {
+  const thread = new Worker(new URL('./watchdog.js', import.meta.url), {
+    workerData: { buffer: table.buffer, harakiriMs, worker, pid: process.pid, hostname: hostname() },
+    // Its own small heap: it only reads the table and writes a line.
+    resourceLimits: { maxOldGenerationSizeMb: 16 },
+  });
+  thread.unref();
+  thread.on('error', () => {});
+}
+
+void main();
