@@ -1,0 +1,480 @@
+// The benchmark: wrk → one real nginx (1 worker) → each target on a Unix socket, interleaved in rounds, medians
+// compared with the minimal uwsgi responder (the ceiling for Node) and node:http behind proxy_pass keep-alive.
+// Usage: `npm run bench` (builds first); env BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_WARMUP (2),
+// BENCH_TARGETS (comma-separated keys, default all); `--json` prints the results as JSON on stdout.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const NGINX = process.env.BENCH_NGINX ?? '/usr/sbin/nginx';
+const WRK = process.env.BENCH_WRK ?? 'wrk';
+const BAR = 0.8;
+const CONNECTIONS = 32;
+const READY_TIMEOUT_MS = 15_000;
+
+const cli = (app) => (sock) => ['dist/cli.js', app, '--socket', `unix:${sock}`, '--log-level', 'warn'];
+const TARGETS = [
+  { key: 'minimal', label: 'minimal', upstream: 'uwsgi', argv: (sock) => ['bench/minimal-responder.js', sock] },
+  { key: 'wsgi', label: 'node-uwsgi wsgi', upstream: 'uwsgi', argv: cli('examples/hello-wsgi.js'), bar: true },
+  { key: 'node', label: 'node-uwsgi node', upstream: 'uwsgi', argv: cli('examples/hello-node.js'), bar: true },
+  { key: 'fetch', label: 'node-uwsgi fetch', upstream: 'uwsgi', argv: cli('examples/hello-fetch.js'), bar: true },
+  { key: 'node-http', label: 'node:http proxy_pass', upstream: 'http', argv: (sock) => ['bench/node-http.js', sock] },
+];
+
+class BenchError extends Error {}
+
+function positiveInt(name, fallback) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new BenchError(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+function selectedTargets() {
+  const raw = process.env.BENCH_TARGETS;
+  if (!raw) return TARGETS;
+  const keys = raw.split(',').map((k) => k.trim()).filter(Boolean);
+  const unknown = keys.filter((k) => !TARGETS.some((t) => t.key === k));
+  if (unknown.length > 0) {
+    throw new BenchError(`unknown BENCH_TARGETS ${unknown.join(', ')}; known: ${TARGETS.map((t) => t.key).join(', ')}`);
+  }
+  return TARGETS.filter((t) => keys.includes(t.key));
+}
+
+// ---- processes and temp dirs, all released on exit, error or SIGINT ----
+
+const live = new Set();
+const tempDirs = new Set();
+
+function start(file, args, name) {
+  const child = spawn(file, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = { name, child, output: '', exited: null };
+  const keep = (chunk) => {
+    proc.output += chunk;
+    if (proc.output.length > 64_000) proc.output = proc.output.slice(-32_000);
+  };
+  child.stdout.setEncoding('utf8').on('data', keep);
+  child.stderr.setEncoding('utf8').on('data', keep);
+  proc.exit = new Promise((resolve) => {
+    child.on('error', (err) => {
+      proc.exited = { err };
+      live.delete(proc);
+      resolve(proc.exited);
+    });
+    child.on('exit', (code, signal) => {
+      proc.exited = { code, signal };
+      live.delete(proc);
+      resolve(proc.exited);
+    });
+  });
+  live.add(proc);
+  return proc;
+}
+
+async function stop(proc, signal = 'SIGTERM') {
+  if (proc.exited) return proc.exited;
+  proc.child.kill(signal);
+  const timer = sleep(5000).then(() => 'timeout');
+  if ((await Promise.race([proc.exit, timer])) === 'timeout') proc.child.kill('SIGKILL');
+  return proc.exit;
+}
+
+function describeExit(proc) {
+  const e = proc.exited;
+  if (!e) return 'running';
+  if (e.err) return `could not start: ${e.err.message}`;
+  return e.signal ? `killed by ${e.signal}` : `exited with code ${e.code}`;
+}
+
+function makeTempDir() {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'node-uwsgi-bench-'));
+  tempDirs.add(dir);
+  return dir;
+}
+
+function removeTempDir(dir) {
+  rmSync(dir, { recursive: true, force: true });
+  tempDirs.delete(dir);
+}
+
+let cleaning = null;
+function cleanup() {
+  cleaning ??= Promise.all([...live].map((p) => stop(p))).then(() => {
+    for (const dir of [...tempDirs]) removeTempDir(dir);
+  });
+  return cleaning;
+}
+
+// Last resort if the process exits some other way: nothing async runs here.
+process.on('exit', () => {
+  for (const p of live) p.child.kill('SIGTERM');
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(signal, () => {
+    process.stderr.write(`\nbench: ${signal}, stopping every process and removing temp dirs\n`);
+    void cleanup().finally(() => process.exit(130));
+  });
+}
+
+// ---- readiness ----
+
+function tryConnect(options) {
+  return new Promise((resolve) => {
+    const socket = net.connect(options);
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+async function waitConnectable(options, proc, what) {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (proc.exited) throw new BenchError(`${what} ${describeExit(proc)} before it was ready:\n${proc.output.trim()}`);
+    if (await tryConnect(options)) return;
+    await sleep(25);
+  }
+  throw new BenchError(`${what} not ready after ${READY_TIMEOUT_MS} ms:\n${proc.output.trim()}`);
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function get(port) {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (c) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }));
+    });
+    req.setTimeout(5000, () => req.destroy(new Error('no answer in 5 s')));
+    req.on('error', reject);
+  });
+}
+
+// ---- nginx ----
+
+function nginxConf(dir, port, target, sock) {
+  const location =
+    target.upstream === 'uwsgi'
+      ? `include ${path.join(REPO, 'nginx/uwsgi_params')};\n            uwsgi_pass unix:${sock};`
+      : 'proxy_pass http://up;\n            proxy_http_version 1.1;\n            proxy_set_header Connection "";';
+  const upstream = target.upstream === 'http' ? `upstream up { server unix:${sock}; keepalive 32; }\n    ` : '';
+  // As root, nginx's workers would otherwise run as nobody and could not reach the socket in our 0700 dir.
+  const user = process.getuid?.() === 0 ? `user ${os.userInfo().username};\n` : '';
+  return `${user}worker_processes 1;
+daemon off;
+error_log stderr warn;
+pid ${dir}/nginx.pid;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    default_type text/plain;
+    client_body_temp_path ${dir}/client_body;
+    proxy_temp_path ${dir}/proxy;
+    fastcgi_temp_path ${dir}/fastcgi;
+    uwsgi_temp_path ${dir}/uwsgi;
+    scgi_temp_path ${dir}/scgi;
+    ${upstream}server {
+        listen 127.0.0.1:${port};
+        location / {
+            ${location}
+        }
+    }
+}
+`;
+}
+
+/** nginx's own complaints at [error] or worse mean failed requests, whatever wrk counted. */
+function nginxErrors(output) {
+  return output.split('\n').filter((line) => /\[(error|crit|alert|emerg)\]/.test(line));
+}
+
+// ---- CPU time of a process ----
+
+// Throughput moves with whatever else the machine runs; the CPU a target spends per request barely does, so it
+// is reported alongside (Linux /proc; null elsewhere).
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
+
+function procStat(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { ppid: Number(fields[1]), cpu: (Number(fields[11]) + Number(fields[12])) / CLK_TCK }; // utime + stime
+  } catch {
+    return null;
+  }
+}
+
+/** CPU seconds used so far by pid and its descendants (node-uwsgi serves from worker processes), per pid. */
+function treeCpu(root) {
+  let pids;
+  try {
+    pids = readdirSync('/proc').filter((name) => /^\d+$/.test(name)).map(Number);
+  } catch {
+    return null;
+  }
+  const stats = new Map();
+  for (const pid of pids) {
+    const st = procStat(pid);
+    if (st) stats.set(pid, st);
+  }
+  if (!stats.has(root)) return null;
+  const cpu = new Map();
+  const queue = [root];
+  while (queue.length > 0) {
+    const pid = queue.shift();
+    cpu.set(pid, stats.get(pid).cpu);
+    for (const [child, st] of stats) if (st.ppid === pid) queue.push(child);
+  }
+  return cpu;
+}
+
+function cpuBetween(root, before, after) {
+  if (!before || !after) return null;
+  let total = 0;
+  for (const [pid, cpu] of after) total += cpu - (before.get(pid) ?? 0);
+  return { total, root: after.get(root) - before.get(root), processes: after.size };
+}
+
+// ---- wrk ----
+
+function parseWrk(out) {
+  const rps = /Requests\/sec:\s+([\d.]+)/.exec(out);
+  if (!rps) throw new BenchError(`cannot read Requests/sec from wrk's output:\n${out}`);
+  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out);
+  const requests = /(\d+) requests in ([\d.]+\w+)/.exec(out);
+  const latency = /Latency\s+(\S+)/.exec(out);
+  const socketErrors = sock
+    ? { connect: +sock[1], read: +sock[2], write: +sock[3], timeout: +sock[4] }
+    : { connect: 0, read: 0, write: 0, timeout: 0 };
+  return {
+    rps: Number(rps[1]),
+    requests: requests ? Number(requests[1]) : null,
+    latencyAvg: latency ? latency[1] : null,
+    non2xx: non2xx ? Number(non2xx[1]) : 0,
+    socketErrors,
+    errorCount: (non2xx ? Number(non2xx[1]) : 0) + Object.values(socketErrors).reduce((a, b) => a + b, 0),
+  };
+}
+
+async function wrk(port, seconds) {
+  const proc = start(WRK, ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, `http://127.0.0.1:${port}/`], 'wrk');
+  await proc.exit;
+  if (proc.exited.err || proc.exited.code !== 0) throw new BenchError(`wrk ${describeExit(proc)}:\n${proc.output}`);
+  return { ...parseWrk(proc.output), raw: proc.output };
+}
+
+// ---- one measurement: target + nginx + wrk, in a temp prefix ----
+
+async function measure(target, { seconds, warmup }) {
+  const dir = makeTempDir();
+  const sock = path.join(dir, 'app.sock');
+  let app;
+  let nginx;
+  try {
+    app = start(process.execPath, target.argv(sock), target.label);
+    await waitConnectable({ path: sock }, app, target.label);
+    const port = await freePort();
+    writeFileSync(path.join(dir, 'nginx.conf'), nginxConf(dir, port, target, sock));
+    nginx = start(NGINX, ['-p', `${dir}/`, '-c', path.join(dir, 'nginx.conf'), '-e', 'stderr'], 'nginx');
+    await waitConnectable({ host: '127.0.0.1', port }, nginx, 'nginx');
+
+    const probe = await get(port);
+    if (probe.status !== 200 || !probe.body.startsWith('Hello')) {
+      throw new BenchError(
+        `${target.label}: GET / answered ${probe.status} ${JSON.stringify(probe.body.slice(0, 200))}\n` +
+          `nginx: ${nginx.output.trim()}\n${target.label}: ${app.output.trim()}`,
+      );
+    }
+    const warm = await wrk(port, warmup);
+    const cpuBefore = treeCpu(app.child.pid);
+    const result = await wrk(port, seconds);
+    const cpu = cpuBetween(app.child.pid, cpuBefore, treeCpu(app.child.pid));
+    const perRequest = (seconds) => (cpu && result.requests ? (seconds / result.requests) * 1e6 : null);
+    const cpuUsPerRequest = perRequest(cpu?.total);
+    // With worker processes, the part the first process (node-uwsgi's master) spends: it should be ~0.
+    const cpuRootUsPerRequest = cpu && cpu.processes > 1 ? perRequest(cpu.root) : null;
+    const problems = [];
+    if (warm.errorCount > 0) problems.push(`warm-up: ${summariseErrors(warm)}`);
+    if (result.errorCount > 0) problems.push(summariseErrors(result));
+    const nginxErr = nginxErrors(nginx.output);
+    if (nginxErr.length > 0) problems.push(`nginx logged ${nginxErr.length} error(s), e.g. ${nginxErr[0]}`);
+    if (app.exited) problems.push(`${target.label} ${describeExit(app)}`);
+    return {
+      rps: result.rps,
+      requests: result.requests,
+      latencyAvg: result.latencyAvg,
+      cpuUsPerRequest,
+      cpuRootUsPerRequest,
+      processes: cpu?.processes ?? null,
+      non2xx: result.non2xx + warm.non2xx,
+      socketErrors: result.socketErrors,
+      problems,
+      appOutput: app.output.trim(),
+      nginxOutput: nginx.output.trim(),
+      wrkOutput: problems.length > 0 ? result.raw : undefined,
+    };
+  } finally {
+    if (nginx) await stop(nginx);
+    if (app) await stop(app);
+    removeTempDir(dir);
+  }
+}
+
+function summariseErrors(r) {
+  const s = r.socketErrors;
+  return `${r.non2xx} non-2xx/3xx; socket errors connect ${s.connect}, read ${s.read}, write ${s.write}, timeout ${s.timeout}`;
+}
+
+// ---- report ----
+
+function firstLine(file, args) {
+  const r = spawnSync(file, args, { encoding: 'utf8' });
+  if (r.error) return `unavailable (${r.error.message})`;
+  return `${r.stdout}${r.stderr}`.trim().split('\n')[0].trim();
+}
+
+function environment() {
+  const cpus = os.cpus();
+  return {
+    date: new Date().toISOString(),
+    node: process.version,
+    nodePath: process.execPath,
+    nginx: firstLine(NGINX, ['-v']).replace(/^nginx version:\s*/, ''),
+    wrk: firstLine(WRK, ['-v']).replace(/\s*Copyright.*$/, ''),
+    cpu: cpus[0]?.model.trim() ?? 'unknown',
+    cores: cpus.length,
+    kernel: `${os.type()} ${os.release()}`,
+    loadavg: os.loadavg().map((l) => Number(l.toFixed(2))),
+  };
+}
+
+function median(values) {
+  const s = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+
+function table(rows) {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  const line = (r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  return [line(rows[0]), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line)].join('\n');
+}
+
+const fmtRps = (n) => Math.round(n).toLocaleString('en-US');
+const fmtRatio = (n) => (n === null ? '—' : `${n.toFixed(2)}×`);
+const fmtCpu = (n) => (n === null ? '—' : n.toFixed(1));
+const medianOrNull = (values) => (values.some((v) => v === null) ? null : median(values));
+
+// ---- main ----
+
+async function main() {
+  const json = process.argv.includes('--json');
+  const unknownArgs = process.argv.slice(2).filter((a) => a !== '--json');
+  if (unknownArgs.length > 0) throw new BenchError(`unknown argument(s) ${unknownArgs.join(' ')}; only --json is accepted`);
+  const seconds = positiveInt('BENCH_SECONDS', 10);
+  const rounds = positiveInt('BENCH_ROUNDS', 3);
+  const warmup = positiveInt('BENCH_WARMUP', 2);
+  const targets = selectedTargets();
+  const env = environment();
+
+  const header = [
+    `node     ${env.node} (${env.nodePath})`,
+    `nginx    ${env.nginx}, 1 worker; targets on Unix sockets`,
+    `wrk      ${env.wrk}: -t1 -c${CONNECTIONS} -d${seconds}s after a ${warmup} s warm-up, ${rounds} round(s), median`,
+    `cpu      ${env.cpu} × ${env.cores} cores`,
+    `kernel   ${env.kernel}`,
+    `load     ${env.loadavg.join(' ')} at start (1/5/15 min; other work on the machine skews every figure)`,
+  ].join('\n');
+  if (!json) process.stdout.write(`${header}\n\n`);
+
+  const runs = new Map(targets.map((t) => [t.key, []]));
+  for (let round = 0; round < rounds; round++) {
+    // Rotating the order each round keeps any drift (thermal, neighbours) from favouring one position.
+    const order = targets.map((_, i) => targets[(i + round) % targets.length]);
+    for (const target of order) {
+      process.stderr.write(`bench: round ${round + 1}/${rounds} ${target.label} ... `);
+      const r = await measure(target, { seconds, warmup });
+      runs.get(target.key).push(r);
+      process.stderr.write(`${fmtRps(r.rps)} req/s${r.problems.length ? `  PROBLEMS: ${r.problems.join('; ')}` : ''}\n`);
+      if (r.problems.length > 0 && r.wrkOutput) process.stderr.write(r.wrkOutput);
+      // The targets run at --log-level warn: anything they print deserves a look, though it fails nothing.
+      if (r.nginxOutput) process.stderr.write(`bench: note: nginx printed:\n${r.nginxOutput.slice(0, 2000)}\n`);
+      if (r.appOutput) process.stderr.write(`bench: note: ${target.label} printed:\n${r.appOutput.slice(0, 2000)}\n`);
+    }
+  }
+
+  const medians = new Map([...runs].map(([k, rs]) => [k, median(rs.map((r) => r.rps))]));
+  const ratio = (key, base) => (medians.has(base) ? medians.get(key) / medians.get(base) : null);
+  const results = targets.map((t) => ({
+    target: t.key,
+    label: t.label,
+    rps: medians.get(t.key),
+    rounds: runs.get(t.key).map((r) => r.rps),
+    vsMinimal: ratio(t.key, 'minimal'),
+    vsNodeHttp: ratio(t.key, 'node-http'),
+    cpuUsPerRequest: medianOrNull(runs.get(t.key).map((r) => r.cpuUsPerRequest)),
+    cpuRootUsPerRequest: medianOrNull(runs.get(t.key).map((r) => r.cpuRootUsPerRequest)),
+    processes: runs.get(t.key)[0].processes,
+    non2xx: runs.get(t.key).reduce((a, r) => a + r.non2xx, 0),
+    problems: runs.get(t.key).flatMap((r) => r.problems),
+  }));
+  const failed = results.filter((r) => r.problems.length > 0);
+  const barRows = results.filter((r) => TARGETS.find((t) => t.key === r.target).bar && r.vsMinimal !== null);
+  const bar = barRows.map((r) => ({ target: r.target, ratio: r.vsMinimal, pass: r.vsMinimal >= BAR }));
+
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ environment: env, settings: { seconds, rounds, warmup, connections: CONNECTIONS }, results, bar: { threshold: BAR, targets: bar }, ok: failed.length === 0 }, null, 2)}\n`);
+  } else {
+    const rows = [['target', 'req/s (median)', 'vs minimal', 'vs node:http', 'CPU µs/req (app)', 'rounds (req/s)']];
+    for (const r of results) {
+      rows.push([r.label, fmtRps(r.rps), fmtRatio(r.vsMinimal), fmtRatio(r.vsNodeHttp), fmtCpu(r.cpuUsPerRequest), r.rounds.map(fmtRps).join(' / ')]);
+    }
+    process.stdout.write(`${table(rows)}\n\n`);
+    if (bar.length > 0) {
+      const verdict = bar.every((b) => b.pass) ? 'PASS' : 'BELOW BAR';
+      const detail = bar.map((b) => `${b.target} ${fmtRatio(b.ratio)} ${b.pass ? 'PASS' : 'BELOW BAR'}`).join(', ');
+      process.stdout.write(`bar: node-uwsgi ≥ ${BAR}× minimal: ${verdict} (${detail})\n`);
+    } else {
+      process.stdout.write(`bar: not checked (needs minimal and at least one node-uwsgi target)\n`);
+    }
+  }
+  if (failed.length > 0) {
+    process.stderr.write(`\nbench: ERRORS in ${failed.map((r) => r.label).join(', ')}:\n`);
+    for (const r of failed) for (const p of r.problems) process.stderr.write(`  ${r.label}: ${p}\n`);
+    return 1;
+  }
+  return 0;
+}
+
+main().then(
+  async (code) => {
+    await cleanup();
+    process.exit(code);
+  },
+  async (err) => {
+    process.stderr.write(`\nbench: FAILED: ${err instanceof BenchError ? err.message : err.stack}\n`);
+    await cleanup();
+    process.exit(1);
+  },
+);
