@@ -20,6 +20,10 @@ import { Policy, type Action, type PolicyEvent } from './policy.js';
 const TICK_MS = 100;
 const BOOT_TIMEOUT_MS = 60_000;
 const RSS_SAMPLES = 3;
+// Beyond one heartbeat interval, how much longer the master waits before a harakiri kill, so that the worker's
+// watchdog thread (50 ms checks) has logged the requests in flight. Without any grace the kill came 1.55-1.99 s
+// into a 2 s block (5 runs, --harakiri 2, heartbeats every 500 ms) and the watchdog's line never appeared.
+const HARAKIRI_WATCHDOG_MARGIN_MS = 500;
 const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGQUIT', 'SIGHUP', 'SIGTTIN', 'SIGTTOU'] as const;
 
 export interface MasterConfig {
@@ -47,10 +51,12 @@ export async function runMaster(config: MasterConfig): Promise<number> {
     silent: false,
   });
 
+  const heartbeatMs = heartbeatInterval(options.harakiri * 1000);
   const policy = new Policy({
     workers,
     gracefulTimeout: options.gracefulTimeout * 1000,
     harakiri: options.harakiri * 1000,
+    harakiriGrace: heartbeatMs + HARAKIRI_WATCHDOG_MARGIN_MS,
     bootTimeout: BOOT_TIMEOUT_MS,
     maxRequests: options.maxRequests,
     maxRequestsJitter: options.maxRequestsJitter,
@@ -60,7 +66,6 @@ export async function runMaster(config: MasterConfig): Promise<number> {
     random: Math.random,
   });
   const handles = new Map<number, Worker>();
-  const heartbeatMs = heartbeatInterval(options.harakiri * 1000);
   let app: ReadyInfo | undefined;
   let bootError: string | undefined;
   let resolveExit: (code: number) => void = () => {};

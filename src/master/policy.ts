@@ -16,6 +16,12 @@ export interface PolicyConfig {
   gracefulTimeout: number;
   /** ms without a heartbeat before a worker is killed; 0 disables. */
   harakiri: number;
+  /**
+   * ms added to `harakiri` before the kill. The last heartbeat can predate the block by up to one heartbeat
+   * interval, and the worker's watchdog thread, which names the requests in flight, must have written its line
+   * first. Default 0.
+   */
+  harakiriGrace?: number;
   /** ms a starting worker may take to become ready. */
   bootTimeout: number;
   maxRequests: number;
@@ -288,7 +294,7 @@ export class Policy {
       } else if (
         this.config.harakiri > 0 &&
         (worker.state === 'ready' || worker.state === 'draining') &&
-        now - worker.lastBeat > this.config.harakiri
+        now - worker.lastBeat > this.config.harakiri + (this.config.harakiriGrace ?? 0)
       ) {
         log(out, 'error', 'worker event loop blocked longer than --harakiri: killed', {
           code: 'ERR_WORKER_BLOCKED',

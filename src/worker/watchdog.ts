@@ -19,6 +19,10 @@ interface WatchdogData {
 
 const data = workerData as WatchdogData;
 const CHECK_MS = 50;
+// The main thread's tick period (setInterval in main.ts). A tick is seen up to this late, so the loop may have
+// run that much after `lastMove`: without the margin a line claimed a block past --harakiri for a request only
+// 1989 ms old (--harakiri 2).
+const TICK_MS = 50;
 let lastTick = -1;
 let lastMove = Date.now();
 let reported = false;
@@ -33,7 +37,7 @@ setInterval(() => {
     return;
   }
   const blockedMs = now - lastMove;
-  if (reported || blockedMs < data.harakiriMs) return;
+  if (reported || blockedMs < data.harakiriMs + TICK_MS) return;
   reported = true;
   // A pino-shaped line (level 50 = error), written straight to fd 1: the main thread's logger is blocked too.
   const line = {

@@ -138,14 +138,23 @@ export interface ServerOptions {
   /** `unix:/path` or `host:port`. */
   socket: string;
   args?: string[];
+  /** Added to this process's environment (the workers inherit it). */
+  env?: Record<string, string>;
 }
 
-/** Starts `node dist/cli.js <app> --socket <socket> ...` and resolves once it serves. */
-export async function startServer(opts: ServerOptions): Promise<ServerProcess> {
+export interface LaunchedServer extends Omit<ServerProcess, 'readyBy'> {
+  /** Resolves with the exit code (null if killed by a signal) when the server exits. */
+  readonly exited: Promise<number | null>;
+  describe(): string;
+}
+
+/** Spawns `node dist/cli.js <app> --socket <socket> ...` and collects its logs, without waiting for anything. */
+export function launchServer(opts: ServerOptions): LaunchedServer {
   requireNginx();
   const app = opts.app.startsWith('/') ? opts.app : join(APPS, opts.app);
   const argv = [CLI, app, '--socket', opts.socket, ...(opts.args ?? [])];
-  const child = spawn(process.execPath, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const env = opts.env ? { ...process.env, ...opts.env } : process.env;
+  const child = spawn(process.execPath, argv, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: LogLine[] = [];
   const waiters = new Set<{ match: (line: LogLine) => boolean; resolve: (line: LogLine) => void }>();
   let stdout = '';
@@ -192,7 +201,26 @@ export async function startServer(opts: ServerOptions): Promise<ServerProcess> {
     ).finally(() => waiters.delete(waiter!));
   };
 
-  const exitedEarly = exited(child).then((code) => {
+  return {
+    child,
+    address: opts.socket,
+    logs,
+    // 'close', not 'exit': every line the process wrote has been read by then.
+    exited: new Promise((resolve) => child.once('close', (code) => resolve(code))),
+    describe,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    alive: () => child.exitCode === null && child.signalCode === null,
+    waitForLog,
+    stop: () => stopChild(child),
+  };
+}
+
+/** Starts `node dist/cli.js <app> --socket <socket> ...` and resolves once it serves. */
+export async function startServer(opts: ServerOptions): Promise<ServerProcess> {
+  const launched = launchServer(opts);
+  const { child, describe, waitForLog } = launched;
+  const exitedEarly = launched.exited.then((code) => {
     throw new Error(`the server exited (code ${code}, signal ${child.signalCode}) before it was ready\n${describe()}`);
   });
   exitedEarly.catch(() => {});
@@ -215,13 +243,13 @@ export async function startServer(opts: ServerOptions): Promise<ServerProcess> {
   return {
     child,
     address: opts.socket,
-    logs,
+    logs: launched.logs,
     readyBy: outcome.by,
-    stdout: () => stdout,
-    stderr: () => stderr,
-    alive: () => child.exitCode === null && child.signalCode === null,
+    stdout: launched.stdout,
+    stderr: launched.stderr,
+    alive: launched.alive,
     waitForLog,
-    stop: () => stopChild(child),
+    stop: launched.stop,
   };
 }
 
@@ -412,6 +440,7 @@ export interface StackOptions {
   app: string;
   args?: string[];
   transport?: Transport;
+  env?: Record<string, string>;
 }
 
 /** Starts the server (on a Unix socket in a fresh temp prefix, or a free TCP port), then nginx in front. */
@@ -424,13 +453,13 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     let backend: string;
     if (transport === 'unix') {
       backend = join(dir, 'app.sock');
-      server = await startServer({ app: opts.app, socket: `unix:${backend}`, args: opts.args });
+      server = await startServer({ app: opts.app, socket: `unix:${backend}`, args: opts.args, env: opts.env });
     } else {
       let lastError: Error | undefined;
       for (let attempt = 0; attempt < 3 && server === undefined; attempt++) {
         backend = `127.0.0.1:${await freePort()}`;
         try {
-          server = await startServer({ app: opts.app, socket: backend, args: opts.args });
+          server = await startServer({ app: opts.app, socket: backend, args: opts.args, env: opts.env });
         } catch (err) {
           lastError = err as Error;
           if (!/ERR_SOCKET_IN_USE|EADDRINUSE/.test(lastError.message)) throw lastError;
@@ -539,6 +568,127 @@ function exchange<T>(
     IO_TIMEOUT,
     () => `no complete response to ${opts.method ?? 'GET'} ${url} within ${IO_TIMEOUT} ms`,
   );
+}
+
+export interface LoadResponse {
+  /** The HTTP status, or undefined when the request failed without one (see error). */
+  status: number | undefined;
+  body: string;
+  /** The error code (ECONNRESET, ...) or message when there was no response. */
+  error?: string;
+  startedAt: number;
+  endedAt: number;
+}
+
+export interface LoadStats {
+  /** Requests finished, with a response or an error. */
+  requests: number;
+  /** 2xx and 3xx responses. */
+  ok: number;
+  /** Everything else: other statuses and socket errors. */
+  failed: number;
+  statuses: Record<string, number>;
+  errors: Record<string, number>;
+  /** Requests sent and not yet finished. */
+  inFlight: number;
+}
+
+export interface Load {
+  /** Live counters. */
+  readonly stats: LoadStats;
+  /** Every failed request, in the order they finished. */
+  readonly failures: LoadResponse[];
+  /** Resolves when the loops end: after stop(), or once `requests` have been sent and answered. */
+  readonly done: Promise<LoadStats>;
+  /** Ends the loops after the requests in flight; resolves with the final counters. */
+  stop(): Promise<LoadStats>;
+  /** Resolves with the first response from now on for which `match` is true; rejects after `timeout` ms. */
+  waitFor(match: (response: LoadResponse) => boolean, timeout?: number): Promise<LoadResponse>;
+}
+
+export interface LoadOptions {
+  /** Concurrent keep-alive connections to nginx, each sending one request at a time. */
+  connections: number;
+  /** Stop after this many requests in all; unbounded (until stop()) if absent. */
+  requests?: number;
+  onResponse?: (response: LoadResponse) => void;
+}
+
+/**
+ * A closed-loop load generator against nginx: `connections` keep-alive connections, each sending GET `url` as
+ * soon as its previous answer is in. Counts every outcome exactly, which wrk's summary does not split finely
+ * enough (it folds resets into one number and does not say which worker answered).
+ */
+export function startLoad(url: string, opts: LoadOptions): Load {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: opts.connections });
+  const stats: LoadStats = { requests: 0, ok: 0, failed: 0, statuses: {}, errors: {}, inFlight: 0 };
+  const failures: LoadResponse[] = [];
+  const waiters = new Set<{ match: (response: LoadResponse) => boolean; resolve: (response: LoadResponse) => void }>();
+  let stopped = false;
+  let sent = 0;
+
+  const one = (): Promise<LoadResponse> =>
+    new Promise((resolve) => {
+      const startedAt = Date.now();
+      const req = http.get(url, { agent }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode, body, startedAt, endedAt: Date.now() }));
+        res.on('error', (err: NodeJS.ErrnoException) => resolve({ status: undefined, body, error: err.code ?? err.message, startedAt, endedAt: Date.now() }));
+      });
+      req.setTimeout(IO_TIMEOUT, () => req.destroy(new Error(`no response within ${IO_TIMEOUT} ms`)));
+      req.on('error', (err: NodeJS.ErrnoException) => resolve({ status: undefined, body: '', error: err.code ?? err.message, startedAt, endedAt: Date.now() }));
+    });
+
+  const loop = async (): Promise<void> => {
+    while (!stopped && (opts.requests === undefined || sent < opts.requests)) {
+      sent++;
+      stats.inFlight++;
+      const response = await one();
+      stats.inFlight--;
+      stats.requests++;
+      if (response.status !== undefined) stats.statuses[response.status] = (stats.statuses[response.status] ?? 0) + 1;
+      if (response.error !== undefined) stats.errors[response.error] = (stats.errors[response.error] ?? 0) + 1;
+      if (response.status !== undefined && response.status >= 200 && response.status < 400) stats.ok++;
+      else {
+        stats.failed++;
+        failures.push(response);
+      }
+      opts.onResponse?.(response);
+      for (const waiter of waiters) {
+        if (waiter.match(response)) {
+          waiters.delete(waiter);
+          waiter.resolve(response);
+        }
+      }
+    }
+  };
+
+  const done = Promise.all(Array.from({ length: opts.connections }, loop)).then(() => {
+    agent.destroy();
+    return { ...stats };
+  });
+  return {
+    stats,
+    failures,
+    done,
+    stop() {
+      stopped = true;
+      return done;
+    },
+    waitFor(match, timeout = 20_000) {
+      let waiter: { match: (response: LoadResponse) => boolean; resolve: (response: LoadResponse) => void } | undefined;
+      return withTimeout(
+        new Promise<LoadResponse>((resolve) => {
+          waiter = { match, resolve };
+          waiters.add(waiter);
+        }),
+        timeout,
+        () => `no matching response under load within ${timeout} ms (${JSON.stringify(stats)})`,
+      ).finally(() => waiters.delete(waiter!));
+    },
+  };
 }
 
 export interface RawResult {
