@@ -23,15 +23,13 @@ const STATUS = /^([0-9]{3})(?: (.*))?$/;
 const WSGI_VERSION = Object.freeze([1, 0]);
 
 /** Builds the environ of one request: every var (repeated ones joined; all in order under uwsgi.vars) plus wsgi.*. */
-export function buildEnviron(exchange: Pick<Exchange, 'vars' | 'body' | 'log' | 'multiprocess' | 'signal'>): Environ {
+export function buildEnviron(exchange: Pick<Exchange, 'vars' | 'body' | 'log' | 'multiprocess'>): Environ {
   const { vars } = exchange;
   const environ: Environ = {};
-  const pairs: Array<[string, string]> = [];
   for (let i = 0; i < vars.length; i += 2) {
     const name = vars[i]!;
     const value = vars[i + 1]!;
-    pairs.push([name, value]);
-    if (LEFT_OUT.has(name)) continue;
+    if (name.charCodeAt(0) === 72 /* H */ && LEFT_OUT.has(name)) continue;
     const prev = environ[name];
     environ[name] = prev === undefined ? value : `${prev as string}${name === 'HTTP_COOKIE' ? '; ' : ', '}${value}`;
   }
@@ -58,8 +56,10 @@ export function buildEnviron(exchange: Pick<Exchange, 'vars' | 'body' | 'log' | 
   environ['wsgi.multithread'] = true;
   environ['wsgi.multiprocess'] = exchange.multiprocess;
   environ['wsgi.run_once'] = false;
+  // Every var as the front server sent it, in order. (A lazy getter here costs more than building the pairs.)
+  const pairs: Array<[string, string]> = [];
+  for (let i = 0; i < vars.length; i += 2) pairs.push([vars[i]!, vars[i + 1]!]);
   environ['uwsgi.vars'] = pairs;
-  environ['node_uwsgi.signal'] = exchange.signal;
   return environ;
 }
 
@@ -179,7 +179,7 @@ function addLength(headers: HeaderList, body: WsgiBody): void {
 }
 
 function parseStart(status: unknown, headers: unknown): { status: number; reason: string | undefined; headers: HeaderList } {
-  const match = typeof status === 'string' ? STATUS.exec(status) : null;
+  const match = typeof status === 'string' ? splitStatus(status) : null;
   if (match === null) {
     throw new UwsgiError('ERR_WSGI_START_RESPONSE', { detail: `status ${describe(status)} is not a string like "200 OK"` });
   }
@@ -195,6 +195,18 @@ function parseStart(status: unknown, headers: unknown): { status: number; reason
   }
   const code = Number(match[1]);
   return { status: code, reason: match[2] ?? STATUS_CODES[code], headers: list };
+}
+
+/** "200 OK" -> ['200 OK', '200', 'OK'] without a regex on the hot path; the regex decides the rare odd case. */
+function splitStatus(status: string): [string, string, string | undefined] | null {
+  const c0 = status.charCodeAt(0) - 48;
+  const c1 = status.charCodeAt(1) - 48;
+  const c2 = status.charCodeAt(2) - 48;
+  if (c0 >= 0 && c0 <= 9 && c1 >= 0 && c1 <= 9 && c2 >= 0 && c2 <= 9 && status.charCodeAt(3) === 32) {
+    return [status, status.slice(0, 3), status.slice(4)];
+  }
+  const match = STATUS.exec(status);
+  return match === null ? null : [match[0], match[1]!, match[2]];
 }
 
 function toBytes(data: unknown): Uint8Array {

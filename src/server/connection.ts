@@ -40,8 +40,10 @@ class BodyStream extends Readable {
 
 class ConnectionExchange implements Exchange {
   status = 0;
-  readonly body: BodyStream;
   readonly response: SocketResponse;
+  /** Made on first use when there is no body (most requests): a stream per request that nobody reads is a
+   * measurable share of a small request's cost (bench/README.md). */
+  private stream: BodyStream | undefined;
   private controller: AbortController | undefined;
 
   constructor(
@@ -55,7 +57,7 @@ class ConnectionExchange implements Exchange {
     this.modifier2 = head.modifier2;
     this.vars = head.vars;
     this.contentLength = head.contentLength;
-    this.body = new BodyStream(socket);
+    if (this.contentLength > 0) this.stream = new BodyStream(socket);
     this.response = new SocketResponse(socket, method);
   }
 
@@ -63,6 +65,19 @@ class ConnectionExchange implements Exchange {
   readonly modifier2: number;
   readonly vars: string[];
   readonly contentLength: number;
+
+  get body(): BodyStream {
+    if (this.stream === undefined) {
+      this.stream = new BodyStream(this.socket);
+      this.stream.push(null);
+    }
+    return this.stream;
+  }
+
+  /** The body stream if it exists (reading, ending or destroying an unmade empty body is a no-op). */
+  get bodyIfMade(): BodyStream | undefined {
+    return this.stream;
+  }
 
   // Made on first use: most requests never look at it.
   get signal(): AbortSignal {
@@ -105,7 +120,7 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
           if (!exchange!.body.push(chunk)) socket.pause();
         },
         onEnd() {
-          exchange!.body.push(null);
+          exchange!.bodyIfMade?.push(null);
         },
       },
       ctx.limits,
@@ -131,7 +146,7 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
           socket.destroy();
         } else {
           ctx.log.debug({ err, code: (err as UwsgiError).code }, 'request body ended early');
-          exchange.body.destroy(err as Error);
+          exchange.bodyIfMade?.destroy(err as Error);
         }
       }
     });
@@ -144,7 +159,7 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
       if (exchange !== undefined && !responseDone) {
         ctx.log.debug('peer closed the connection before the response was complete');
         exchange.abort(new Error('the peer closed the connection'));
-        if (!exchange.body.readableEnded) exchange.body.destroy();
+        if (exchange.bodyIfMade && !exchange.bodyIfMade.readableEnded) exchange.bodyIfMade.destroy();
       }
       resolve();
     });
@@ -159,7 +174,7 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
         socket.end(simpleResponse(status, `${message}\n`));
       } else {
         // A malformed body cannot happen (the decoder only counts it); keep the request's own outcome.
-        exchange.body.destroy(err as Error);
+        exchange.bodyIfMade?.destroy(err as Error);
       }
     }
 

@@ -11,6 +11,14 @@ const BAD_VALUE = /[\r\n\0]/;
 // Hop-by-hop headers are the server's, not the app's (PEP 3333); the connection's close ends the body.
 const HOP_BY_HOP = new Set(['connection', 'transfer-encoding', 'keep-alive', 'proxy-connection', 'upgrade', 'te', 'trailer']);
 
+// Header names repeat from response to response: each distinct valid one is checked once.
+const validNames = new Set<string>();
+function checkName(name: string): boolean {
+  if (!TOKEN.test(name)) return false;
+  if (validNames.size < 1024) validNames.add(name);
+  return true;
+}
+
 /** HEAD, 204 and 304 responses carry no body, whatever the app writes. */
 export function bodyAllowed(method: string, status: number): boolean {
   return method !== 'HEAD' && status !== 204 && status !== 304;
@@ -25,7 +33,7 @@ export function serializeHead(status: number, reason: string | undefined, header
   if (BAD_VALUE.test(text)) throw new UwsgiError('ERR_APP_BAD_STATUS', { value: JSON.stringify(`${status} ${text}`) });
   let head = `HTTP/1.1 ${status} ${text}\r\n`;
   for (const [name, value] of headers) {
-    if (typeof name !== 'string' || !TOKEN.test(name)) {
+    if (typeof name !== 'string' || (!validNames.has(name) && !checkName(name))) {
       throw new UwsgiError('ERR_APP_BAD_HEADER', { name: JSON.stringify(name) });
     }
     const str = String(value);

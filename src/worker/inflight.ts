@@ -29,8 +29,11 @@ export class InflightTable implements RequestTracker {
   private readonly started: Float64Array;
   private readonly text: Buffer;
   private readonly free: number[] = [];
+  private readonly methods: string[] = new Array<string>(SLOTS).fill('');
+  private readonly uris: string[] = new Array<string>(SLOTS).fill('');
 
-  constructor(buffer = new SharedArrayBuffer(TABLE_BYTES)) {
+  /** `shared`: mirror each request's text into the buffer for the watchdog thread (only with --harakiri). */
+  constructor(private readonly shared = true, buffer = new SharedArrayBuffer(TABLE_BYTES)) {
     this.buffer = buffer;
     this.header = new Int32Array(buffer, 0, HEADER_WORDS);
     this.flags = new Int32Array(buffer, FLAGS_OFFSET, SLOTS);
@@ -51,10 +54,10 @@ export class InflightTable implements RequestTracker {
       Atomics.add(this.header, 1, 1);
       return -1;
     }
-    const offset = slot * TEXT_BYTES;
-    const written = this.text.write(`${method} ${uri}`, offset, TEXT_BYTES, 'latin1');
-    this.lengths[slot] = written;
+    this.methods[slot] = method;
+    this.uris[slot] = uri;
     this.started[slot] = Date.now();
+    if (this.shared) this.lengths[slot] = this.text.write(`${method} ${uri}`, slot * TEXT_BYTES, TEXT_BYTES, 'latin1');
     Atomics.store(this.flags, slot, 1);
     return slot;
   }
@@ -69,9 +72,13 @@ export class InflightTable implements RequestTracker {
     this.free.push(token);
   }
 
-  /** Requests in flight, oldest first. */
+  /** Requests in flight, oldest first (read on the main thread, from its own copy). */
   list(): InflightView[] {
-    return readTable(this.buffer).inflight;
+    const out: InflightView[] = [];
+    for (let slot = 0; slot < SLOTS; slot++) {
+      if (this.flags[slot] === 1) out.push({ method: this.methods[slot]!, uri: this.uris[slot]!, startedAt: this.started[slot]! });
+    }
+    return out.sort((a, b) => a.startedAt - b.startedAt);
   }
 }
 

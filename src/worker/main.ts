@@ -35,7 +35,7 @@ async function main(): Promise<void> {
   process.on('unhandledRejection', (err) => log.error({ err, code: 'ERR_APP_EXCEPTION' }, 'unhandled promise rejection in the app'));
   process.on('uncaughtException', (err) => log.error({ err, code: 'ERR_APP_EXCEPTION' }, 'uncaught exception in the app'));
 
-  const table = new InflightTable();
+  const table = new InflightTable(options.harakiri > 0);
   let server: UwsgiServer;
   let loaded;
   try {
