@@ -157,10 +157,14 @@ export class Policy {
     worker.readyAt = now;
     worker.lastBeat = now;
     log(out, 'debug', 'worker ready', { worker: id, generation: worker.generation, bootMs: now - worker.spawnedAt });
-    if (worker.replaces !== undefined) {
-      const old = this.workers.get(worker.replaces);
-      worker.replaces = undefined;
-      if (old && (old.state === 'ready' || old.state === 'starting')) this.drain(old, old.retiring ?? 'reload', now, out);
+    // Good service, which forgets the failures, is counted from here: a backoff wait is not service.
+    if (this.failures > 0) this.lastFailureAt = now;
+    let old = worker.replaces === undefined ? undefined : this.workers.get(worker.replaces);
+    worker.replaces = undefined;
+    while (old && (old.state === 'ready' || old.state === 'starting')) {
+      this.drain(old, old.retiring ?? 'reload', now, out);
+      // A replacement replaced (by a reload) before it was ready: the worker it stood in for goes too.
+      old = old.replaces === undefined ? undefined : this.workers.get(old.replaces);
     }
     if (this.phase === 'booting' && this.countReady() >= this.desired) {
       this.phase = 'running';
@@ -177,19 +181,15 @@ export class Policy {
     if (!worker) return;
     this.workers.delete(event.id);
     const fields = { worker: worker.id, code: event.code, signal: event.signal };
-    const expected = worker.state === 'draining' || worker.state === 'killed';
+    // A worker killed for not starting in time failed to start, as if it had exited: same handling.
+    const expected = (worker.state === 'draining' || worker.state === 'killed') && worker.cause !== 'boot-timeout';
     if (this.phase === 'stopping' || this.phase === 'halting') {
       log(out, 'debug', 'worker exited', { ...fields, cause: worker.cause });
       return;
     }
-    if (expected && worker.cause === 'boot-timeout' && this.phase === 'booting' && worker.replaces === undefined) {
-      this.halt(worker, fields, out);
-      return;
-    }
     if (expected) {
-      log(out, worker.cause === 'harakiri' || worker.cause === 'graceful-timeout' || worker.cause === 'boot-timeout' ? 'warn' : 'info',
-        'worker exited', { ...fields, cause: worker.cause });
-      if (worker.cause === 'harakiri' || worker.cause === 'boot-timeout') this.lostCounted(worker, now, out);
+      log(out, worker.cause === 'harakiri' || worker.cause === 'graceful-timeout' ? 'warn' : 'info', 'worker exited', { ...fields, cause: worker.cause });
+      if (worker.cause === 'harakiri') this.lostCounted(worker, now, out);
       this.advanceReload(now, out);
       this.advanceRecycling(now, out);
       return;
@@ -206,7 +206,8 @@ export class Policy {
         ...bootErrorFields(worker),
       });
       this.reload = undefined;
-      this.lostReplacement(worker);
+      this.noteFailure(now);
+      this.lostReplacement(worker, now, out);
       return;
     }
     if (neverReady && worker.replaces !== undefined) {
@@ -214,8 +215,8 @@ export class Policy {
         ...fields,
         ...bootErrorFields(worker),
       });
-      this.lostReplacement(worker);
       this.noteFailure(now);
+      this.lostReplacement(worker, now, out);
       return;
     }
     log(out, 'error', 'worker died', { ...fields, requests: worker.requests, ...bootErrorFields(worker) });
@@ -312,7 +313,8 @@ export class Policy {
         this.respawns = this.respawns.filter((at) => at > now);
         for (let i = 0; i < due; i++) this.spawn(out, now, undefined);
       }
-      if (this.failures > 0 && now - this.lastFailureAt > STABLE_AFTER) this.failures = 0;
+      const settled = this.respawns.length === 0 && ![...this.workers.values()].some((w) => w.state === 'starting');
+      if (this.failures > 0 && settled && now - this.lastFailureAt > STABLE_AFTER) this.failures = 0;
       this.reconcile(now, out);
     }
   }
@@ -385,6 +387,8 @@ export class Policy {
   /** A counted worker is gone: schedule its replacement, with backoff when workers keep dying. */
   private lostCounted(worker: WorkerRecord, now: number, out: Action[]): void {
     if (worker.retiring !== undefined) return;
+    // A killed worker no longer counts, so a scale-down while it was dying may already have taken it off.
+    if (this.counted().length + this.respawns.length >= this.desired) return;
     const delay = this.failures === 0 ? 0 : Math.min(BACKOFF_MAX, BACKOFF_MIN * 2 ** (this.failures - 1));
     if (delay === 0) this.spawn(out, now, undefined);
     else {
@@ -393,10 +397,14 @@ export class Policy {
     }
   }
 
-  /** A replacement died before it was ready: the worker it was to replace counts again. */
-  private lostReplacement(worker: WorkerRecord): void {
+  /**
+   * A new worker died before it was ready: the worker it was to replace counts again. If that one has gone too,
+   * or it replaced none (a respawn or TTIN during a reload), it was counted, and its loss is made up.
+   */
+  private lostReplacement(worker: WorkerRecord, now: number, out: Action[]): void {
     const old = worker.replaces === undefined ? undefined : this.workers.get(worker.replaces);
     if (old && old.state !== 'draining' && old.state !== 'killed') old.retiring = undefined;
+    else this.lostCounted(worker, now, out);
   }
 
   private noteFailure(now: number): void {
@@ -406,7 +414,7 @@ export class Policy {
 
   /** Scale down after TTOU: drain the newest counted workers beyond the desired number. */
   private reconcile(now: number, out: Action[]): void {
-    const counted = [...this.workers.values()].filter((w) => (w.state === 'starting' || w.state === 'ready') && w.retiring === undefined);
+    const counted = this.counted();
     let surplus = counted.length + this.respawns.length - this.desired;
     if (surplus <= 0) return;
     while (surplus > 0 && this.respawns.length > 0) {
@@ -416,6 +424,8 @@ export class Policy {
     const newestFirst = counted.sort((a, b) => b.id - a.id);
     for (const worker of newestFirst) {
       if (surplus <= 0) break;
+      // A replacement stands in for a worker that no longer counts; removing it would strand that one.
+      if (worker.replaces !== undefined) continue;
       // Never the last ready worker.
       if (worker.state === 'ready' && this.countReady() <= 1) break;
       if (worker.state === 'starting') this.kill(worker, 'scale-down', out);
@@ -488,6 +498,10 @@ export class Policy {
       this.spawn(out, now, worker.id);
       return;
     }
+  }
+
+  private counted(): WorkerRecord[] {
+    return [...this.workers.values()].filter((w) => (w.state === 'starting' || w.state === 'ready') && w.retiring === undefined);
   }
 
   private countReady(): number {
