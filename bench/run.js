@@ -1,7 +1,10 @@
-// The benchmark: wrk → one real nginx (1 worker) → each target on a Unix socket, interleaved in rounds, medians
-// compared with the minimal uwsgi responder (the ceiling for Node) and node:http behind proxy_pass keep-alive.
+// The benchmark: wrk → one real nginx (1 worker, 2 for the 2-worker targets) → each target on a Unix socket,
+// interleaved in rounds, medians compared with the minimal uwsgi responder (the ceiling for Node) and node:http
+// behind proxy_pass keep-alive.
 // Usage: `npm run bench` (builds first); env BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_WARMUP (2),
-// BENCH_TARGETS (comma-separated keys, default all); `--json` prints the results as JSON on stdout.
+// BENCH_TARGETS (comma-separated keys, default the single-worker set; `all` for every target); `--workers` runs
+// minimal and the worker-count targets (wsgi-1w, wsgi-2w, wsgi-2w-rr); `--json` prints the results as JSON on
+// stdout. The helpers are exported for bench/reload.js.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -12,24 +15,49 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const NGINX = process.env.BENCH_NGINX ?? '/usr/sbin/nginx';
-const WRK = process.env.BENCH_WRK ?? 'wrk';
+export const NGINX = process.env.BENCH_NGINX ?? '/usr/sbin/nginx';
+export const WRK = process.env.BENCH_WRK ?? 'wrk';
 const BAR = 0.8;
-const CONNECTIONS = 32;
-const READY_TIMEOUT_MS = 15_000;
+export const CONNECTIONS = 32;
+export const READY_TIMEOUT_MS = 15_000;
 
-const cli = (app) => (sock) => ['dist/cli.js', app, '--socket', `unix:${sock}`, '--log-level', 'warn'];
-const TARGETS = [
+const cli =
+  (app, ...extra) =>
+  (sock) => ['dist/cli.js', app, '--socket', `unix:${sock}`, '--log-level', 'warn', ...extra];
+// nginxWorkers: nginx's worker_processes for that target (1 unless set). extra: not in the default set; run with
+// BENCH_TARGETS=… or --workers. env: added to the target's environment.
+export const TARGETS = [
   { key: 'minimal', label: 'minimal', upstream: 'uwsgi', argv: (sock) => ['bench/minimal-responder.js', sock] },
   { key: 'wsgi', label: 'node-uwsgi wsgi', upstream: 'uwsgi', argv: cli('examples/hello-wsgi.js'), bar: true },
   { key: 'node', label: 'node-uwsgi node', upstream: 'uwsgi', argv: cli('examples/hello-node.js'), bar: true },
   { key: 'fetch', label: 'node-uwsgi fetch', upstream: 'uwsgi', argv: cli('examples/hello-fetch.js'), bar: true },
   { key: 'node-http', label: 'node:http proxy_pass', upstream: 'http', argv: (sock) => ['bench/node-http.js', sock] },
+  { key: 'wsgi-1w', label: 'wsgi --workers 1', upstream: 'uwsgi', argv: cli('examples/hello-wsgi.js', '--workers', '1'), extra: true },
+  {
+    key: 'wsgi-2w',
+    label: 'wsgi --workers 2',
+    upstream: 'uwsgi',
+    argv: cli('examples/hello-wsgi.js', '--workers', '2'),
+    nginxWorkers: 2,
+    extra: true,
+  },
+  {
+    key: 'wsgi-2w-rr',
+    label: 'wsgi --workers 2 rr',
+    upstream: 'uwsgi',
+    argv: cli('examples/hello-wsgi.js', '--workers', '2'),
+    env: { NODE_UWSGI_SCHED: 'rr' },
+    nginxWorkers: 2,
+    extra: true,
+  },
 ];
+const WORKER_SET = ['minimal', 'wsgi-1w', 'wsgi-2w', 'wsgi-2w-rr'];
 
-class BenchError extends Error {}
+export const nginxWorkersOf = (target) => target.nginxWorkers ?? 1;
 
-function positiveInt(name, fallback) {
+export class BenchError extends Error {}
+
+export function positiveInt(name, fallback) {
   const raw = process.env[name];
   if (raw === undefined || raw === '') return fallback;
   const n = Number(raw);
@@ -37,9 +65,12 @@ function positiveInt(name, fallback) {
   return n;
 }
 
-function selectedTargets() {
+function selectedTargets(workersFlag) {
   const raw = process.env.BENCH_TARGETS;
-  if (!raw) return TARGETS;
+  if (workersFlag && raw) throw new BenchError('--workers and BENCH_TARGETS select targets both: use one');
+  if (workersFlag) return TARGETS.filter((t) => WORKER_SET.includes(t.key));
+  if (!raw) return TARGETS.filter((t) => !t.extra);
+  if (raw.trim() === 'all') return TARGETS;
   const keys = raw.split(',').map((k) => k.trim()).filter(Boolean);
   const unknown = keys.filter((k) => !TARGETS.some((t) => t.key === k));
   if (unknown.length > 0) {
@@ -53,8 +84,8 @@ function selectedTargets() {
 const live = new Set();
 const tempDirs = new Set();
 
-function start(file, args, name) {
-  const child = spawn(file, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+export function start(file, args, name, env) {
+  const child = spawn(file, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], env: env ? { ...process.env, ...env } : process.env });
   const proc = { name, child, output: '', exited: null };
   const keep = (chunk) => {
     proc.output += chunk;
@@ -78,7 +109,7 @@ function start(file, args, name) {
   return proc;
 }
 
-async function stop(proc, signal = 'SIGTERM') {
+export async function stop(proc, signal = 'SIGTERM') {
   if (proc.exited) return proc.exited;
   proc.child.kill(signal);
   const timer = sleep(5000).then(() => 'timeout');
@@ -86,26 +117,26 @@ async function stop(proc, signal = 'SIGTERM') {
   return proc.exit;
 }
 
-function describeExit(proc) {
+export function describeExit(proc) {
   const e = proc.exited;
   if (!e) return 'running';
   if (e.err) return `could not start: ${e.err.message}`;
   return e.signal ? `killed by ${e.signal}` : `exited with code ${e.code}`;
 }
 
-function makeTempDir() {
+export function makeTempDir() {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'node-uwsgi-bench-'));
   tempDirs.add(dir);
   return dir;
 }
 
-function removeTempDir(dir) {
+export function removeTempDir(dir) {
   rmSync(dir, { recursive: true, force: true });
   tempDirs.delete(dir);
 }
 
 let cleaning = null;
-function cleanup() {
+export function cleanup() {
   cleaning ??= Promise.all([...live].map((p) => stop(p))).then(() => {
     for (const dir of [...tempDirs]) removeTempDir(dir);
   });
@@ -137,7 +168,7 @@ function tryConnect(options) {
   });
 }
 
-async function waitConnectable(options, proc, what) {
+export async function waitConnectable(options, proc, what) {
   const deadline = Date.now() + READY_TIMEOUT_MS;
   while (Date.now() < deadline) {
     if (proc.exited) throw new BenchError(`${what} ${describeExit(proc)} before it was ready:\n${proc.output.trim()}`);
@@ -147,7 +178,7 @@ async function waitConnectable(options, proc, what) {
   throw new BenchError(`${what} not ready after ${READY_TIMEOUT_MS} ms:\n${proc.output.trim()}`);
 }
 
-function freePort() {
+export function freePort() {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.once('error', reject);
@@ -158,7 +189,7 @@ function freePort() {
   });
 }
 
-function get(port) {
+export function get(port) {
   return new Promise((resolve, reject) => {
     const req = http.get({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
       let body = '';
@@ -172,7 +203,7 @@ function get(port) {
 
 // ---- nginx ----
 
-function nginxConf(dir, port, target, sock) {
+export function nginxConf(dir, port, target, sock) {
   const location =
     target.upstream === 'uwsgi'
       ? `include ${path.join(REPO, 'nginx/uwsgi_params')};\n            uwsgi_pass unix:${sock};`
@@ -180,7 +211,11 @@ function nginxConf(dir, port, target, sock) {
   const upstream = target.upstream === 'http' ? `upstream up { server unix:${sock}; keepalive 32; }\n    ` : '';
   // As root, nginx's workers would otherwise run as nobody and could not reach the socket in our 0700 dir.
   const user = process.getuid?.() === 0 ? `user ${os.userInfo().username};\n` : '';
-  return `${user}worker_processes 1;
+  // With several nginx workers, reuseport gives each its own listening socket, so that the kernel spreads wrk's
+  // keep-alive connections over them (with one shared socket, whichever worker wakes first may take most of them).
+  const workers = nginxWorkersOf(target);
+  const reuseport = workers > 1 ? ' reuseport' : '';
+  return `${user}worker_processes ${workers};
 daemon off;
 error_log stderr warn;
 pid ${dir}/nginx.pid;
@@ -194,7 +229,7 @@ http {
     uwsgi_temp_path ${dir}/uwsgi;
     scgi_temp_path ${dir}/scgi;
     ${upstream}server {
-        listen 127.0.0.1:${port};
+        listen 127.0.0.1:${port}${reuseport};
         location / {
             ${location}
         }
@@ -204,7 +239,7 @@ http {
 }
 
 /** nginx's own complaints at [error] or worse mean failed requests, whatever wrk counted. */
-function nginxErrors(output) {
+export function nginxErrors(output) {
   return output.split('\n').filter((line) => /\[(error|crit|alert|emerg)\]/.test(line));
 }
 
@@ -225,7 +260,7 @@ function procStat(pid) {
 }
 
 /** CPU seconds used so far by pid and its descendants (node-uwsgi serves from worker processes), per pid. */
-function treeCpu(root) {
+export function treeCpu(root) {
   let pids;
   try {
     pids = readdirSync('/proc').filter((name) => /^\d+$/.test(name)).map(Number);
@@ -248,7 +283,7 @@ function treeCpu(root) {
   return cpu;
 }
 
-function cpuBetween(root, before, after) {
+export function cpuBetween(root, before, after) {
   if (!before || !after) return null;
   let total = 0;
   for (const [pid, cpu] of after) total += cpu - (before.get(pid) ?? 0);
@@ -257,7 +292,7 @@ function cpuBetween(root, before, after) {
 
 // ---- wrk ----
 
-function parseWrk(out) {
+export function parseWrk(out) {
   const rps = /Requests\/sec:\s+([\d.]+)/.exec(out);
   if (!rps) throw new BenchError(`cannot read Requests/sec from wrk's output:\n${out}`);
   const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
@@ -277,7 +312,7 @@ function parseWrk(out) {
   };
 }
 
-async function wrk(port, seconds) {
+export async function wrk(port, seconds) {
   const proc = start(WRK, ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, `http://127.0.0.1:${port}/`], 'wrk');
   await proc.exit;
   if (proc.exited.err || proc.exited.code !== 0) throw new BenchError(`wrk ${describeExit(proc)}:\n${proc.output}`);
@@ -292,7 +327,7 @@ async function measure(target, { seconds, warmup }) {
   let app;
   let nginx;
   try {
-    app = start(process.execPath, target.argv(sock), target.label);
+    app = start(process.execPath, target.argv(sock), target.label, target.env);
     await waitConnectable({ path: sock }, app, target.label);
     const port = await freePort();
     writeFileSync(path.join(dir, 'nginx.conf'), nginxConf(dir, port, target, sock));
@@ -341,7 +376,7 @@ async function measure(target, { seconds, warmup }) {
   }
 }
 
-function summariseErrors(r) {
+export function summariseErrors(r) {
   const s = r.socketErrors;
   return `${r.non2xx} non-2xx/3xx; socket errors connect ${s.connect}, read ${s.read}, write ${s.write}, timeout ${s.timeout}`;
 }
@@ -354,7 +389,7 @@ function firstLine(file, args) {
   return `${r.stdout}${r.stderr}`.trim().split('\n')[0].trim();
 }
 
-function environment() {
+export function environment() {
   const cpus = os.cpus();
   return {
     date: new Date().toISOString(),
@@ -369,20 +404,20 @@ function environment() {
   };
 }
 
-function median(values) {
+export function median(values) {
   const s = [...values].sort((a, b) => a - b);
   const mid = Math.floor(s.length / 2);
   return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
-function table(rows) {
+export function table(rows) {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   const line = (r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
   return [line(rows[0]), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line)].join('\n');
 }
 
-const fmtRps = (n) => Math.round(n).toLocaleString('en-US');
-const fmtRatio = (n) => (n === null ? '—' : `${n.toFixed(2)}×`);
+export const fmtRps = (n) => Math.round(n).toLocaleString('en-US');
+export const fmtRatio = (n) => (n === null ? '—' : `${n.toFixed(2)}×`);
 const fmtCpu = (n) => (n === null ? '—' : n.toFixed(1));
 const medianOrNull = (values) => (values.some((v) => v === null) ? null : median(values));
 
@@ -390,17 +425,18 @@ const medianOrNull = (values) => (values.some((v) => v === null) ? null : median
 
 async function main() {
   const json = process.argv.includes('--json');
-  const unknownArgs = process.argv.slice(2).filter((a) => a !== '--json');
-  if (unknownArgs.length > 0) throw new BenchError(`unknown argument(s) ${unknownArgs.join(' ')}; only --json is accepted`);
+  const workersFlag = process.argv.includes('--workers');
+  const unknownArgs = process.argv.slice(2).filter((a) => a !== '--json' && a !== '--workers');
+  if (unknownArgs.length > 0) throw new BenchError(`unknown argument(s) ${unknownArgs.join(' ')}; only --json and --workers are accepted`);
   const seconds = positiveInt('BENCH_SECONDS', 10);
   const rounds = positiveInt('BENCH_ROUNDS', 3);
   const warmup = positiveInt('BENCH_WARMUP', 2);
-  const targets = selectedTargets();
+  const targets = selectedTargets(workersFlag);
   const env = environment();
 
   const header = [
     `node     ${env.node} (${env.nodePath})`,
-    `nginx    ${env.nginx}, 1 worker; targets on Unix sockets`,
+    `nginx    ${env.nginx}, worker_processes per target (column nginx w); targets on Unix sockets`,
     `wrk      ${env.wrk}: -t1 -c${CONNECTIONS} -d${seconds}s after a ${warmup} s warm-up, ${rounds} round(s), median`,
     `cpu      ${env.cpu} × ${env.cores} cores`,
     `kernel   ${env.kernel}`,
@@ -436,6 +472,7 @@ async function main() {
     cpuUsPerRequest: medianOrNull(runs.get(t.key).map((r) => r.cpuUsPerRequest)),
     cpuRootUsPerRequest: medianOrNull(runs.get(t.key).map((r) => r.cpuRootUsPerRequest)),
     processes: runs.get(t.key)[0].processes,
+    nginxWorkers: nginxWorkersOf(t),
     non2xx: runs.get(t.key).reduce((a, r) => a + r.non2xx, 0),
     problems: runs.get(t.key).flatMap((r) => r.problems),
   }));
@@ -446,17 +483,41 @@ async function main() {
   if (json) {
     process.stdout.write(`${JSON.stringify({ environment: env, settings: { seconds, rounds, warmup, connections: CONNECTIONS }, results, bar: { threshold: BAR, targets: bar }, ok: failed.length === 0 }, null, 2)}\n`);
   } else {
-    const rows = [['target', 'req/s (median)', 'vs minimal', 'vs node:http', 'CPU µs/req (app)', 'rounds (req/s)']];
+    // The master's column only when some target has one (node-uwsgi always does: --workers 1 is master + 1).
+    const master = results.some((r) => r.cpuRootUsPerRequest !== null);
+    const rows = [
+      ['target', 'nginx w', 'req/s (median)', 'vs minimal', 'vs node:http', 'CPU µs/req (app)', ...(master ? ['of which master'] : []), 'rounds (req/s)'],
+    ];
     for (const r of results) {
-      rows.push([r.label, fmtRps(r.rps), fmtRatio(r.vsMinimal), fmtRatio(r.vsNodeHttp), fmtCpu(r.cpuUsPerRequest), r.rounds.map(fmtRps).join(' / ')]);
+      rows.push([
+        r.label,
+        String(r.nginxWorkers),
+        fmtRps(r.rps),
+        fmtRatio(r.vsMinimal),
+        fmtRatio(r.vsNodeHttp),
+        fmtCpu(r.cpuUsPerRequest),
+        ...(master ? [fmtCpu(r.cpuRootUsPerRequest)] : []),
+        r.rounds.map(fmtRps).join(' / '),
+      ]);
     }
     process.stdout.write(`${table(rows)}\n\n`);
+    const byKey = new Map(results.map((r) => [r.target, r]));
+    const compare = (a, b, what) => {
+      if (!byKey.has(a) || !byKey.has(b)) return;
+      const x = byKey.get(a);
+      const y = byKey.get(b);
+      const cpu = x.cpuUsPerRequest !== null && y.cpuUsPerRequest !== null ? `, CPU/req ${fmtCpu(x.cpuUsPerRequest)} vs ${fmtCpu(y.cpuUsPerRequest)} µs` : '';
+      process.stdout.write(`${what}: ${fmtRatio(x.rps / y.rps)} (${fmtRps(x.rps)} / ${fmtRps(y.rps)} req/s${cpu})\n`);
+    };
+    compare('wsgi-2w', 'wsgi-1w', 'scaling 2w / 1w (shared handle)');
+    compare('wsgi-2w-rr', 'wsgi-1w', 'scaling 2w rr / 1w');
+    compare('wsgi-2w-rr', 'wsgi-2w', 'round-robin / shared handle, 2w');
     if (bar.length > 0) {
       const verdict = bar.every((b) => b.pass) ? 'PASS' : 'BELOW BAR';
       const detail = bar.map((b) => `${b.target} ${fmtRatio(b.ratio)} ${b.pass ? 'PASS' : 'BELOW BAR'}`).join(', ');
       process.stdout.write(`bar: node-uwsgi ≥ ${BAR}× minimal: ${verdict} (${detail})\n`);
     } else {
-      process.stdout.write(`bar: not checked (needs minimal and at least one node-uwsgi target)\n`);
+      process.stdout.write(`bar: not checked (it needs minimal and one of wsgi, node, fetch)\n`);
     }
   }
   if (failed.length > 0) {
@@ -467,14 +528,19 @@ async function main() {
   return 0;
 }
 
-main().then(
-  async (code) => {
-    await cleanup();
-    process.exit(code);
-  },
-  async (err) => {
-    process.stderr.write(`\nbench: FAILED: ${err instanceof BenchError ? err.message : err.stack}\n`);
-    await cleanup();
-    process.exit(1);
-  },
-);
+/** Runs fn as the program: cleans up and exits with its code, or 1 with the error. */
+export function runMain(fn) {
+  fn().then(
+    async (code) => {
+      await cleanup();
+      process.exit(code);
+    },
+    async (err) => {
+      process.stderr.write(`\nbench: FAILED: ${err instanceof BenchError ? err.message : err.stack}\n`);
+      await cleanup();
+      process.exit(1);
+    },
+  );
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) runMain(main);

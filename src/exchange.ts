@@ -17,10 +17,13 @@ export interface ResponseSink {
    * dropped; `Connection: close` is added. Throws UwsgiError ERR_APP_BAD_STATUS / ERR_APP_BAD_HEADER.
    */
   writeHead(status: number, reason: string | undefined, headers: HeaderList): void;
-  /** Writes body bytes; resolves when the socket can take more (backpressure). No-op for HEAD/204/304. */
-  write(chunk: Uint8Array): Promise<void>;
+  /** Writes body bytes (no-op for HEAD/204/304). Returns false when the socket's buffer is full: await drain()
+   * before writing more (backpressure, as stream.write). */
+  write(chunk: Uint8Array): boolean;
+  /** Resolves when the socket can take more (at once if it can), or when it is gone. */
+  drain(): Promise<void>;
   /** Ends the response (sends the head if not yet sent). */
-  end(): Promise<void>;
+  end(): void;
 }
 
 export interface Exchange {

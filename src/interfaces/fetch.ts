@@ -58,7 +58,7 @@ async function serveFetch(call: FetchFunction, exchange: Exchange): Promise<void
   for (const cookie of response.headers.getSetCookie()) headers.push(['set-cookie', cookie]);
   exchange.response.writeHead(response.status, response.statusText || undefined, headers);
   if (response.body !== null) await pump(response.body, exchange);
-  await exchange.response.end();
+  exchange.response.end();
 }
 
 async function pump(body: ReadableStream<Uint8Array>, exchange: Exchange): Promise<void> {
@@ -75,7 +75,7 @@ async function pump(body: ReadableStream<Uint8Array>, exchange: Exchange): Promi
       if (!(value instanceof Uint8Array)) {
         throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: `a Response body chunk is ${typeName(value)}, not bytes` });
       }
-      await exchange.response.write(value);
+      if (!exchange.response.write(value)) await exchange.response.drain();
     }
   } catch (err) {
     await reader.cancel(err).catch(() => {});

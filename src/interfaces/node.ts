@@ -57,7 +57,11 @@ function serveNode(exchange: Exchange, handler: NodeHandler): Promise<void> {
   // What Node's own parser calls: req.headers and req.headersDistinct are then built lazily from rawHeaders,
   // with Node's rules for repeated names (cookie joined with '; ', set-cookie kept as an array...).
   (req as unknown as AddHeaderLines)._addHeaderLines(line.headers, line.headers.length);
-  pipeBody(exchange.body, req);
+  if (exchange.contentLength > 0) pipeBody(exchange.body, req);
+  else {
+    req.complete = true;
+    req.push(null);
+  }
 
   const res = new UwsgiServerResponse(req);
   // The connection's close ends the body: no chunked framing towards the front server, no keep-alive.
@@ -118,10 +122,13 @@ function clearNeedDrain(res: ServerResponse): void {
 
 /** The client's address and scheme as nginx saw them, where Express, Koa and Fastify read them. */
 function exposePeer(socket: Socket, address: string | undefined, port: number | undefined, https: boolean): void {
-  if (address !== undefined) Object.defineProperty(socket, 'remoteAddress', { value: address, configurable: true });
-  if (port !== undefined) Object.defineProperty(socket, 'remotePort', { value: port, configurable: true });
+  // net.Socket's remoteAddress, remotePort and remoteFamily read the peer from its _peername cache (Node 12 to
+  // 24); filling the cache is a plain field write where defineProperty on every socket costs far more.
+  if (address !== undefined) {
+    (socket as unknown as { _peername: unknown })._peername = { address, port, family: address.includes(':') ? 'IPv6' : 'IPv4' };
+  }
   // req.secure (Express), ctx.protocol (Koa) and request.protocol (Fastify) read socket.encrypted.
-  if (https) Object.defineProperty(socket, 'encrypted', { value: true, configurable: true });
+  if (https) (socket as unknown as { encrypted: boolean }).encrypted = true;
 }
 
 function pipeBody(body: Readable, req: UwsgiIncomingMessage): void {

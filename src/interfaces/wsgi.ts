@@ -90,92 +90,158 @@ export class WsgiErrors {
 }
 
 export function createWsgiHandler(app: WsgiApp): ExchangeHandler {
-  return (exchange) => serveWsgi(app, exchange);
+  return (exchange) => new WsgiCall(exchange).serve(app);
 }
 
-async function serveWsgi(app: WsgiApp, exchange: Exchange): Promise<void> {
-  const environ = buildEnviron(exchange);
-  const response = exchange.response;
-  let pending: { status: number; reason: string | undefined; headers: HeaderList } | undefined;
-  let sent = false;
+const RESOLVED = Promise.resolve();
 
-  const sendHead = (): void => {
-    if (sent) return;
+/** One request through a WSGI app. A body known in full (a string, bytes or an array of them, the usual answer)
+ * is written without a single await; anything else (promises, generators, streams, backpressure) takes the
+ * general asynchronous path. Both keep PEP 3333's order: headers with the first non-empty chunk, close() last. */
+class WsgiCall {
+  readonly environ: Environ;
+  private pending: { status: number; reason: string | undefined; headers: HeaderList } | undefined;
+  private sent = false;
+  private body: WsgiBody | undefined;
+
+  constructor(private readonly exchange: Exchange) {
+    this.environ = buildEnviron(exchange);
+  }
+
+  readonly startResponse: StartResponse = (status, headers, excInfo) => {
+    if (excInfo !== undefined && excInfo !== null) {
+      // PEP 3333: with exc_info after the headers went out, re-raise; before, replace the status and headers.
+      if (this.sent) throw excInfo;
+    } else if (this.pending !== undefined) {
+      throw new UwsgiError('ERR_WSGI_START_RESPONSE', { detail: 'called a second time without excInfo' });
+    }
+    this.pending = parseStart(status, headers);
+    return this.write;
+  };
+
+  /** PEP 3333's write(), returned by startResponse; resolves when the socket can take more. */
+  readonly write: WsgiWrite = (data) => {
+    return this.writeChunk(data) ? RESOLVED : this.exchange.response.drain();
+  };
+
+  serve(app: WsgiApp): Promise<void> {
+    let result: WsgiBody | Promise<WsgiBody>;
+    try {
+      result = app(this.environ, this.startResponse);
+    } catch (err) {
+      return this.cleanup().then(() => Promise.reject(err));
+    }
+    if (isThenable(result)) return this.serveAsync(result);
+    this.body = result;
+    if (typeof result === 'string' || result instanceof Uint8Array || Array.isArray(result)) {
+      try {
+        if (this.pending !== undefined) addLength(this.pending.headers, result);
+        const chunks: readonly WsgiChunk[] = Array.isArray(result) ? result : [result as WsgiChunk];
+        for (let i = 0; i < chunks.length; i++) {
+          if (!this.writeChunk(chunks[i])) return this.finishAsync(chunks, i + 1);
+        }
+        this.end();
+      } catch (err) {
+        return this.cleanup().then(() => Promise.reject(err));
+      }
+      return this.cleanup();
+    }
+    return this.serveAsync(result);
+  }
+
+  /** Writes one chunk; false when the socket wants a drain first. */
+  private writeChunk(data: unknown): boolean {
+    const bytes = toBytes(data);
+    if (bytes.length === 0) return true;
+    this.sendHead();
+    return this.exchange.response.write(bytes);
+  }
+
+  private sendHead(): void {
+    if (this.sent) return;
+    const pending = this.pending;
     if (pending === undefined) {
       throw new UwsgiError('ERR_WSGI_START_RESPONSE', { detail: 'the body started before startResponse was called' });
     }
-    response.writeHead(pending.status, pending.reason, pending.headers);
-    sent = true;
-  };
-  const write = async (data: WsgiChunk): Promise<void> => {
-    const bytes = toBytes(data);
-    if (bytes.length === 0) return;
-    sendHead();
-    await response.write(bytes);
-  };
-  const startResponse: StartResponse = (status, headers, excInfo) => {
-    if (excInfo !== undefined && excInfo !== null) {
-      // PEP 3333: with exc_info after the headers went out, re-raise; before, replace the status and headers.
-      if (sent) throw excInfo;
-    } else if (pending !== undefined) {
-      throw new UwsgiError('ERR_WSGI_START_RESPONSE', { detail: 'called a second time without excInfo' });
+    this.exchange.response.writeHead(pending.status, pending.reason, pending.headers);
+    this.sent = true;
+  }
+
+  private end(): void {
+    if (!this.sent) this.sendHead();
+    this.exchange.response.end();
+  }
+
+  private async finishAsync(chunks: readonly WsgiChunk[], from: number): Promise<void> {
+    try {
+      await this.exchange.response.drain();
+      for (let i = from; i < chunks.length; i++) {
+        if (!this.writeChunk(chunks[i])) await this.exchange.response.drain();
+      }
+      this.end();
+    } finally {
+      await this.cleanup();
     }
-    pending = parseStart(status, headers);
-    return write;
-  };
+  }
 
-  let body: WsgiBody | undefined;
-  try {
-    const result = await app(environ, startResponse);
-    body = result;
-    await sendBody(result, write, () => {
-      // gunicorn's shortcut: a body known in full gets a Content-Length, so nginx need not wait for the close.
-      if (pending !== undefined && !sent) addLength(pending.headers, result);
-    });
-    if (!sent) sendHead();
-    await response.end();
-  } finally {
-    (environ['wsgi.errors'] as WsgiErrors).flush();
-    await closeBody(body);
+  private async serveAsync(result: WsgiBody | Promise<WsgiBody>): Promise<void> {
+    try {
+      const body = await result;
+      this.body = body;
+      if (typeof body === 'string' || body instanceof Uint8Array) {
+        if (this.pending !== undefined && !this.sent) addLength(this.pending.headers, body);
+        await this.write(body);
+      } else if (body === null || typeof body !== 'object') {
+        throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: `a WSGI app returned ${describe(body)}, not a body (string, bytes, iterable)` });
+      } else {
+        // gunicorn's shortcut: a body known in full gets a Content-Length, so nginx need not wait for the close.
+        if (this.pending !== undefined && !this.sent) addLength(this.pending.headers, body);
+        if (Symbol.asyncIterator in body) {
+          for await (const chunk of body as AsyncIterable<WsgiChunk>) await this.write(chunk);
+        } else if (Symbol.iterator in body) {
+          for (const chunk of body) await this.write(chunk);
+        } else {
+          throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: `a WSGI app returned ${describe(body)}, not a body (string, bytes, iterable)` });
+        }
+      }
+      this.end();
+    } finally {
+      await this.cleanup();
+    }
+  }
+
+  /** wsgi.errors flushed, and PEP 3333: the iterable's close() is called when the request ends, whatever happened. */
+  private cleanup(): Promise<void> {
+    (this.environ['wsgi.errors'] as WsgiErrors).flush();
+    const body = this.body;
+    const close = (body as { close?: unknown } | undefined)?.close;
+    if (typeof close !== 'function') return RESOLVED;
+    try {
+      const done: unknown = close.call(body);
+      return isThenable(done) ? Promise.resolve(done).then(() => undefined) : RESOLVED;
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 }
 
-async function sendBody(body: WsgiBody, write: WsgiWrite, beforeFirst: () => void): Promise<void> {
-  if (typeof body === 'string' || body instanceof Uint8Array) {
-    beforeFirst();
-    await write(body);
-    return;
-  }
-  if (body === null || typeof body !== 'object') {
-    throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: `a WSGI app returned ${describe(body)}, not a body (string, bytes, iterable)` });
-  }
-  beforeFirst();
-  if (Symbol.asyncIterator in body) {
-    for await (const chunk of body as AsyncIterable<WsgiChunk>) await write(chunk);
-  } else if (Symbol.iterator in body) {
-    for (const chunk of body) await write(chunk);
-  } else {
-    throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: `a WSGI app returned ${describe(body)}, not a body (string, bytes, iterable)` });
-  }
-}
-
-/** PEP 3333: the iterable's close() is called when the request ends, whatever happened. */
-async function closeBody(body: WsgiBody | undefined): Promise<void> {
-  const close = (body as { close?: unknown } | undefined)?.close;
-  if (typeof close === 'function') await close.call(body);
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof value === 'object' && value !== null && typeof (value as PromiseLike<unknown>).then === 'function';
 }
 
 function addLength(headers: HeaderList, body: WsgiBody): void {
-  if (headers.some(([name]) => name.toLowerCase() === 'content-length')) return;
-  let length: number | undefined;
+  for (let i = 0; i < headers.length; i++) if (headers[i]![0].toLowerCase() === 'content-length') return;
+  let length = 0;
   if (typeof body === 'string') length = Buffer.byteLength(body);
   else if (body instanceof Uint8Array) length = body.length;
-  else if (Array.isArray(body) && body.length === 1) {
-    const only: unknown = body[0];
-    if (typeof only === 'string') length = Buffer.byteLength(only);
-    else if (only instanceof Uint8Array) length = only.length;
-  }
-  if (length !== undefined) headers.push(['Content-Length', String(length)]);
+  else if (Array.isArray(body) && body.length <= 16) {
+    for (const item of body as unknown[]) {
+      if (typeof item === 'string') length += Buffer.byteLength(item);
+      else if (item instanceof Uint8Array) length += item.length;
+      else return;
+    }
+  } else return;
+  headers.push(['Content-Length', String(length)]);
 }
 
 function parseStart(status: unknown, headers: unknown): { status: number; reason: string | undefined; headers: HeaderList } {

@@ -100,7 +100,7 @@ function abortedController(reason: unknown): AbortController {
 /** Serves one connection; resolves once it is closed. Never rejects: every failure is logged and answered. */
 export function handleConnection(socket: Socket, ctx: ConnectionContext): Promise<void> {
   return new Promise((resolve) => {
-    const started = process.hrtime.bigint();
+    const started = ctx.accessLog ? process.hrtime.bigint() : 0n;
     let exchange: ConnectionExchange | undefined;
     let responseDone = false;
     let token = -1;

@@ -66,32 +66,38 @@ export class SocketResponse implements ResponseSink {
     this.headersSent = true;
   }
 
-  write(chunk: Uint8Array): Promise<void> {
+  write(chunk: Uint8Array): boolean {
     if (!this.headersSent) throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: 'body written before headers' });
     if (this.ended) throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: 'body written after the end' });
-    if (!this.withBody || chunk.length === 0) return Promise.resolve();
+    if (!this.withBody || chunk.length === 0) return true;
     this.bodyBytes += chunk.length;
-    let ok: boolean;
-    if (this.pendingHead !== undefined) {
-      // One write for head and first chunk: one packet for small responses.
-      ok = this.socket.write(Buffer.concat([Buffer.from(this.pendingHead, 'latin1'), chunk]));
-      this.pendingHead = undefined;
-    } else {
-      ok = this.socket.write(chunk);
-    }
-    return ok || this.socket.destroyed ? Promise.resolve() : waitDrain(this.socket);
+    const socket = this.socket;
+    if (this.pendingHead === undefined) return socket.write(chunk) || socket.destroyed;
+    // Head and first chunk in one writev (one packet for small responses), without copying them together.
+    socket.cork();
+    socket.write(this.pendingHead, 'latin1');
+    this.pendingHead = undefined;
+    const ok = socket.write(chunk);
+    socket.uncork();
+    return ok || socket.destroyed;
   }
 
-  end(): Promise<void> {
+  drain(): Promise<void> {
+    const socket = this.socket;
+    return socket.writableNeedDrain && !socket.destroyed ? waitDrain(socket) : RESOLVED;
+  }
+
+  end(): void {
     if (!this.headersSent) throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: 'response ended before headers' });
     this.ended = true;
     if (this.pendingHead !== undefined) {
       this.socket.write(this.pendingHead, 'latin1');
       this.pendingHead = undefined;
     }
-    return Promise.resolve();
   }
 }
+
+const RESOLVED = Promise.resolve();
 
 export function waitDrain(socket: Socket): Promise<void> {
   return new Promise((resolve) => {
