@@ -17,9 +17,9 @@ export interface ResponseSink {
    * dropped; `Connection: close` is added. Throws UwsgiError ERR_APP_BAD_STATUS / ERR_APP_BAD_HEADER.
    */
   writeHead(status: number, reason: string | undefined, headers: HeaderList): void;
-  /** Writes body bytes (no-op for HEAD/204/304). Returns false when the socket's buffer is full: await drain()
+  /** Writes body bytes, a string as UTF-8 (no-op for HEAD/204/304). Returns false when the socket's buffer is full: await drain()
    * before writing more (backpressure, as stream.write). */
-  write(chunk: Uint8Array): boolean;
+  write(chunk: Uint8Array | string): boolean;
   /** Resolves when the socket can take more (at once if it can), or when it is gone. */
   drain(): Promise<void>;
   /** Ends the response (sends the head if not yet sent). */

@@ -151,6 +151,12 @@ class WsgiCall {
 
   /** Writes one chunk; false when the socket wants a drain first. */
   private writeChunk(data: unknown): boolean {
+    if (typeof data === 'string') {
+      // Encoded by the sink, straight into the buffer it writes.
+      if (data.length === 0) return true;
+      this.sendHead();
+      return this.exchange.response.write(data);
+    }
     const bytes = toBytes(data);
     if (bytes.length === 0) return true;
     this.sendHead();

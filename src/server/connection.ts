@@ -109,9 +109,18 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
     const decoder = new RequestDecoder(
       {
         onHead(head) {
-          const method = getVar(head.vars, 'REQUEST_METHOD') || 'GET';
+          // Method and URI in one pass over the vars (the first of each, as nginx sends one).
+          let method = '';
+          let uri: string | undefined;
+          const vars = head.vars;
+          for (let i = 0; i < vars.length; i += 2) {
+            const name = vars[i]!;
+            if (name.length === 14 && method === '' && name === 'REQUEST_METHOD') method = vars[i + 1]!;
+            else if (name.length === 11 && uri === undefined && name === 'REQUEST_URI') uri = vars[i + 1]!;
+          }
+          if (method === '') method = 'GET';
+          uri ??= getVar(vars, 'PATH_INFO') ?? '';
           exchange = new ConnectionExchange(socket, head, ctx.log, ctx.multiprocess, method);
-          const uri = getVar(head.vars, 'REQUEST_URI') ?? getVar(head.vars, 'PATH_INFO') ?? '';
           if (ctx.tracker) token = ctx.tracker.start(method, uri);
           if (ctx.requestTimeout) timer = setTimeout(timeOut, ctx.requestTimeout, exchange, uri);
           run(exchange);

@@ -66,20 +66,32 @@ export class SocketResponse implements ResponseSink {
     this.headersSent = true;
   }
 
-  write(chunk: Uint8Array): boolean {
+  write(chunk: Uint8Array | string): boolean {
     if (!this.headersSent) throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: 'body written before headers' });
     if (this.ended) throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: 'body written after the end' });
-    if (!this.withBody || chunk.length === 0) return true;
-    this.bodyBytes += chunk.length;
+    const isString = typeof chunk === 'string';
+    const length = isString ? Buffer.byteLength(chunk) : chunk.length;
+    if (!this.withBody || length === 0) return true;
+    this.bodyBytes += length;
     const socket = this.socket;
-    if (this.pendingHead === undefined) return socket.write(chunk) || socket.destroyed;
-    // Head and first chunk in one writev (one packet for small responses), without copying them together.
-    socket.cork();
-    socket.write(this.pendingHead, 'latin1');
+    const head = this.pendingHead;
+    if (head === undefined) return (isString ? socket.write(chunk, 'utf8') : socket.write(chunk)) || socket.destroyed;
     this.pendingHead = undefined;
-    const ok = socket.write(chunk);
-    socket.uncork();
-    return ok || socket.destroyed;
+    if (length > COALESCE_LIMIT) {
+      // A big first chunk: head and chunk in one writev, without copying the chunk.
+      socket.cork();
+      socket.write(head, 'latin1');
+      const ok = isString ? socket.write(chunk, 'utf8') : socket.write(chunk);
+      socket.uncork();
+      return ok || socket.destroyed;
+    }
+    // Head and a small first chunk in one buffer: one write, one packet (most responses).
+    const headLength = head.length;
+    const buffer = Buffer.allocUnsafe(headLength + length);
+    buffer.write(head, 0, headLength, 'latin1');
+    if (isString) buffer.write(chunk, headLength, length, 'utf8');
+    else buffer.set(chunk, headLength);
+    return socket.write(buffer) || socket.destroyed;
   }
 
   drain(): Promise<void> {
@@ -98,6 +110,8 @@ export class SocketResponse implements ResponseSink {
 }
 
 const RESOLVED = Promise.resolve();
+/** First chunks up to this size are copied behind the head (one buffer); bigger ones go out with writev. */
+const COALESCE_LIMIT = 16 * 1024;
 
 export function waitDrain(socket: Socket): Promise<void> {
   return new Promise((resolve) => {

@@ -57,8 +57,12 @@ export class InflightTable implements RequestTracker {
     this.methods[slot] = method;
     this.uris[slot] = uri;
     this.started[slot] = Date.now();
-    if (this.shared) this.lengths[slot] = this.text.write(`${method} ${uri}`, slot * TEXT_BYTES, TEXT_BYTES, 'latin1');
-    Atomics.store(this.flags, slot, 1);
+    if (this.shared) {
+      this.lengths[slot] = this.text.write(`${method} ${uri}`, slot * TEXT_BYTES, TEXT_BYTES, 'latin1');
+      Atomics.store(this.flags, slot, 1);
+    } else {
+      this.flags[slot] = 1;
+    }
     return slot;
   }
 
@@ -68,7 +72,8 @@ export class InflightTable implements RequestTracker {
       Atomics.sub(this.header, 1, 1);
       return;
     }
-    Atomics.store(this.flags, token, 0);
+    if (this.shared) Atomics.store(this.flags, token, 0);
+    else this.flags[token] = 0;
     this.free.push(token);
   }
 
