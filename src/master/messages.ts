@@ -17,6 +17,8 @@ export interface WorkerConfig {
   generation: number;
   workers: number;
   heartbeatMs: number;
+  /** This worker's --max-requests with its jitter (0: none): it reports at once when it gets there. */
+  maxRequests: number;
 }
 
 export interface ReadyInfo {

@@ -54,7 +54,7 @@ export type PolicyEvent =
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'fatal';
 
 export type Action =
-  | { type: 'spawn'; id: number; generation: number }
+  | { type: 'spawn'; id: number; generation: number; maxRequests: number }
   | { type: 'drain'; id: number; cause: Cause }
   | { type: 'kill'; id: number; cause: Cause }
   | { type: 'ready'; reason: 'boot' | 'reload'; workers: number; ms: number }
@@ -343,7 +343,7 @@ export class Policy {
       bootError: undefined,
     };
     this.workers.set(id, worker);
-    out.push({ type: 'spawn', id, generation });
+    out.push({ type: 'spawn', id, generation, maxRequests: worker.maxRequests });
     return worker;
   }
 

@@ -66,8 +66,12 @@ export class InflightTable implements RequestTracker {
     return slot;
   }
 
+  /** Called once when `requests` reaches `threshold` (--max-requests: the master hears of it at once). */
+  onThreshold: (() => void) | undefined;
+  threshold = 0;
+
   end(token: number): void {
-    this.requests++;
+    if (++this.requests === this.threshold) this.onThreshold?.();
     if (token < 0) {
       Atomics.sub(this.header, 1, 1);
       return;

@@ -63,13 +63,17 @@ async function main(): Promise<void> {
   // The watchdog's view of the event loop: this tick stops when the loop is blocked.
   setInterval(() => table.tick(), 50).unref();
 
-  const heartbeat = setInterval(() => {
+  const beat = (): void => {
     const inflight: InflightEntry[] = table
       .list()
       .slice(0, HEARTBEAT_INFLIGHT)
       .map((r) => [r.method, r.uri, r.startedAt]);
     void send({ t: 'hb', requests: table.requests, rss: process.memoryUsage.rss(), inflight });
-  }, config.heartbeatMs);
+  };
+  const heartbeat = setInterval(beat, config.heartbeatMs);
+  // Recycling starts the moment --max-requests is reached, not at the next heartbeat.
+  table.threshold = config.maxRequests;
+  table.onThreshold = beat;
 
   let draining = false;
   const drain = (why: string): void => {

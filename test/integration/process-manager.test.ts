@@ -304,6 +304,8 @@ describe('the process manager under load, through nginx', () => {
     for (const line of recycles) {
       expect(line.cause).toBe('max-requests');
       expect(line.requests as number).toBeGreaterThanOrEqual(100);
+      // The worker reports the moment it reaches its threshold (100 + 0..20), not at its next heartbeat.
+      expect(line.requests as number).toBeLessThanOrEqual(120);
     }
     expect(pids.size).toBeGreaterThanOrEqual(4);
     expect(boots(dir).length).toBeGreaterThanOrEqual(5);

@@ -174,8 +174,15 @@ function check(condition: boolean, message: string): void {
   if (!condition) throw new Error(message);
 }
 
+/** Actions other than logs; spawn actions without their maxRequests (asserted on its own below). */
 function effects(actions: Action[]): Action[] {
-  return actions.filter((a) => a.type !== 'log');
+  return actions.filter((a) => a.type !== 'log').map(withoutThreshold);
+}
+
+function withoutThreshold(action: Action): Action {
+  if (action.type !== 'spawn') return action;
+  const { maxRequests: _threshold, ...rest } = action;
+  return rest as Action;
 }
 
 function logs(actions: Action[], level?: LogLevel): Array<Extract<Action, { type: 'log' }>> {
@@ -183,7 +190,7 @@ function logs(actions: Action[], level?: LogLevel): Array<Extract<Action, { type
 }
 
 function spawns(actions: Action[]): Array<Extract<Action, { type: 'spawn' }>> {
-  return actions.filter((a): a is Extract<Action, { type: 'spawn' }> => a.type === 'spawn');
+  return actions.filter((a): a is Extract<Action, { type: 'spawn' }> => a.type === 'spawn').map(withoutThreshold) as Array<Extract<Action, { type: 'spawn' }>>;
 }
 
 function byCause(actions: Action[], type: 'drain' | 'kill', cause?: Cause): number[] {
@@ -194,9 +201,9 @@ describe('boot', () => {
   it('spawns N workers and reports ready, with the boot time, once all are ready and not before', () => {
     const sim = new Sim();
     expect(sim.start()).toEqual([
-      { type: 'spawn', id: 1, generation: 1 },
-      { type: 'spawn', id: 2, generation: 1 },
-      { type: 'spawn', id: 3, generation: 1 },
+      { type: 'spawn', id: 1, generation: 1, maxRequests: 0 },
+      { type: 'spawn', id: 2, generation: 1, maxRequests: 0 },
+      { type: 'spawn', id: 3, generation: 1, maxRequests: 0 },
     ]);
     sim.tick(300);
     expect(effects(sim.ready(2))).toEqual([]);
@@ -607,6 +614,9 @@ describe('recycling', () => {
     const draws = [0, 0.5, 0.999];
     const sim = Sim.booted({ maxRequests: 100, maxRequestsJitter: 20, random: () => draws.shift()! });
     expect([1, 2, 3].map((id) => sim.policy.workers.get(id)!.maxRequests)).toEqual([100, 110, 120]);
+    // The worker is told its own threshold, so that it reports the moment it gets there.
+    const started = new Sim({ workers: 2, maxRequests: 100, maxRequestsJitter: 20, random: () => 0.5 }).start();
+    expect(started.filter((a) => a.type === 'spawn').map((a) => (a as { maxRequests: number }).maxRequests)).toEqual([110, 110]);
     expect(effects(sim.beat(3, 119))).toEqual([]);
     expect(effects(sim.beat(2, 109))).toEqual([]);
     expect(effects(sim.beat(2, 110))).toEqual([{ type: 'spawn', id: 4, generation: 1 }]);
