@@ -102,6 +102,7 @@ export class Policy {
   private lastFailureAt = 0;
   private reload: { generation: number; pending: number[]; startedAt: number } | undefined;
   private exitCode = 0;
+  private recycleNotBefore = 0;
   private exited = false;
 
   constructor(private readonly config: PolicyConfig) {
@@ -211,11 +212,14 @@ export class Policy {
       return;
     }
     if (neverReady && worker.replaces !== undefined) {
+      this.noteFailure(now);
+      // The next recycling waits as a respawn would: a broken app on disk must not restart at heartbeat rate.
+      this.recycleNotBefore = now + backoffDelay(this.failures);
       log(out, 'error', 'replacement worker failed to start; the worker it was to replace goes on serving', {
         ...fields,
         ...bootErrorFields(worker),
+        retryInMs: this.recycleNotBefore - now,
       });
-      this.noteFailure(now);
       this.lostReplacement(worker, now, out);
       return;
     }
@@ -389,7 +393,7 @@ export class Policy {
     if (worker.retiring !== undefined) return;
     // A killed worker no longer counts, so a scale-down while it was dying may already have taken it off.
     if (this.counted().length + this.respawns.length >= this.desired) return;
-    const delay = this.failures === 0 ? 0 : Math.min(BACKOFF_MAX, BACKOFF_MIN * 2 ** (this.failures - 1));
+    const delay = backoffDelay(this.failures);
     if (delay === 0) this.spawn(out, now, undefined);
     else {
       log(out, 'warn', 'respawning after a delay: workers keep dying', { delayMs: delay, failures: this.failures });
@@ -479,7 +483,7 @@ export class Policy {
 
   /** Replaces at most one worker at a time for max-requests or max-rss: replacement first, drain after. */
   private advanceRecycling(now: number, out: Action[]): void {
-    if (this.phase !== 'running' || this.reload !== undefined) return;
+    if (this.phase !== 'running' || this.reload !== undefined || now < this.recycleNotBefore) return;
     const busy = [...this.workers.values()].some((w) => w.retiring === 'max-requests' || w.retiring === 'max-rss');
     if (busy) return;
     for (const worker of this.workers.values()) {
@@ -509,6 +513,11 @@ export class Policy {
     for (const worker of this.workers.values()) if (worker.state === 'ready') n++;
     return n;
   }
+}
+
+/** 0 for no failures, then 0.1 s doubling to 10 s. */
+export function backoffDelay(failures: number): number {
+  return failures === 0 ? 0 : Math.min(BACKOFF_MAX, BACKOFF_MIN * 2 ** (failures - 1));
 }
 
 function log(out: Action[], level: LogLevel, msg: string, fields: Record<string, unknown>): void {

@@ -654,6 +654,24 @@ describe('recycling', () => {
     expect(effects(sim.tick(1000))).toEqual([]);
   });
 
+  it('backs off recycling when its replacements keep failing to start, instead of retrying at heartbeat rate', () => {
+    const sim = Sim.booted({ workers: 1, maxRequests: 10 });
+    expect(effects(sim.beat(1, 10))).toEqual([{ type: 'spawn', id: 2, generation: 1 }]);
+    const failed = sim.exit(2, 3);
+    expect(logs(failed, 'error')[0]?.fields).toMatchObject({ retryInMs: 100 });
+    // The old worker goes on serving and beating: no new replacement until the delay has passed.
+    expect(effects(sim.beat(1, 11))).toEqual([]);
+    sim.tick(100);
+    expect(effects(sim.beat(1, 12))).toEqual([{ type: 'spawn', id: 3, generation: 1 }]);
+    sim.exit(3, 3);
+    sim.tick(100);
+    // Second failure: 200 ms.
+    expect(effects(sim.beat(1, 13))).toEqual([]);
+    sim.tick(100);
+    expect(effects(sim.beat(1, 14))).toEqual([{ type: 'spawn', id: 4, generation: 1 }]);
+    expect(sim.ids('ready')).toEqual([1]);
+  });
+
   it('max-rss needs rssSamples consecutive heartbeats over the limit; one under starts the count again', () => {
     const sim = Sim.booted({ maxRss: 1000, rssSamples: 3 });
     sim.beat(2, 0, 1001);
