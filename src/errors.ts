@@ -45,6 +45,22 @@ export const ERRORS = {
     message: 'the request body ended after {received} of {expected} bytes (CONTENT_LENGTH): the peer closed early',
   },
 
+  ERR_UWSGI_LENGTH_MISMATCH: {
+    status: 400,
+    message: 'CONTENT_LENGTH {length} and the Content-Length header {header} disagree: the body framing is ambiguous, the request is refused',
+  },
+  ERR_BODY_TOO_LARGE: {
+    status: 413,
+    message: 'the request body of {length} bytes exceeds --max-body-size {limit}: raise --max-body-size (and nginx\'s client_max_body_size)',
+  },
+  ERR_HEADER_TIMEOUT: {
+    status: 408,
+    message: 'the uwsgi header and vars were not complete after --header-timeout {seconds}s ({received} bytes): connection closed',
+  },
+  ERR_BODY_TIMEOUT: {
+    status: 408,
+    message: 'no request body bytes for --body-timeout {seconds}s ({received} of {expected} received): the request is abandoned',
+  },
   ERR_UWSGI_BAD_TARGET: {
     status: 400,
     message: 'the request target {target} with Host {host} does not make a valid URL for a fetch Request',

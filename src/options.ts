@@ -29,6 +29,9 @@ export interface Options {
   maxRequestsJitter: number;
   maxRss: number;
   reloadBatch: number;
+  maxBodySize: number;
+  headerTimeout: number;
+  bodyTimeout: number;
 }
 
 export interface OptionSpec<K extends keyof Options = keyof Options> {
@@ -172,6 +175,30 @@ export const OPTIONS = [
     default: 1,
     parse: (raw) => integer('--reload-batch', raw, 1, 1024),
   }),
+  option<'maxBodySize'>({
+    name: 'maxBodySize',
+    flag: 'max-body-size',
+    arg: 'bytes',
+    help: 'largest request body accepted (k, m, g suffixes); a bigger one gets 413 before the app runs; 0 disables',
+    default: 1024 ** 3,
+    parse: (raw) => byteSize('--max-body-size', raw),
+  }),
+  option<'headerTimeout'>({
+    name: 'headerTimeout',
+    flag: 'header-timeout',
+    arg: 'seconds',
+    help: 'time a peer has to send the whole uwsgi header and vars block (slow-loris); 0 disables',
+    default: 60,
+    parse: (raw) => seconds('--header-timeout', raw, true),
+  }),
+  option<'bodyTimeout'>({
+    name: 'bodyTimeout',
+    flag: 'body-timeout',
+    arg: 'seconds',
+    help: 'longest pause between two pieces of a request body; 0 disables',
+    default: 60,
+    parse: (raw) => seconds('--body-timeout', raw, true),
+  }),
 ] as const satisfies ReadonlyArray<OptionSpec<any>>;
 
 export function defaultOptions(): Options {
@@ -217,6 +244,16 @@ function invalid(option: string, value: string, detail: string): never {
 function oneOf<T extends string>(option: string, raw: string, choices: readonly T[]): T {
   if (!(choices as readonly string[]).includes(raw)) invalid(option, raw, `one of ${choices.join(', ')}`);
   return raw as T;
+}
+
+/** Bytes with an optional k, m or g suffix (powers of 1024), as nginx's client_max_body_size. */
+function byteSize(option: string, raw: string): number {
+  const match = /^(\d+)([kmg]?)$/i.exec(raw);
+  if (match === null) invalid(option, raw, 'a size in bytes, with an optional k, m or g suffix (0 disables)');
+  const unit = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[match[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
+  const value = Number(match[1]) * unit;
+  if (!Number.isSafeInteger(value)) invalid(option, raw, 'a size below 2^53 bytes');
+  return value;
 }
 
 /** Seconds, fractions allowed (0.5); `zero` allows 0, which means "off". */

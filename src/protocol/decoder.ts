@@ -12,6 +12,8 @@ export interface DecoderLimits {
   readonly maxVarsSize: number;
   /** Most vars (key/value pairs) accepted in one block. */
   readonly maxVars: number;
+  /** Largest request body (CONTENT_LENGTH) accepted, in bytes; 0 for no limit. */
+  readonly maxBodySize?: number;
 }
 
 export const DEFAULT_LIMITS: DecoderLimits = { maxVarsSize: MAX_VARS_SIZE, maxVars: DEFAULT_MAX_VARS };
@@ -177,6 +179,7 @@ export class RequestDecoder {
     const text = block.toString('latin1');
     let offset = 0;
     let contentLength: string | undefined;
+    let headerLength: string | undefined;
     while (offset < end) {
       if (vars.length >= this.limits.maxVars * 2) {
         throw new UwsgiError('ERR_UWSGI_TOO_MANY_VARS', { limit: this.limits.maxVars });
@@ -195,9 +198,16 @@ export class RequestDecoder {
       offset += valueLength;
       if (keyLength === 0) malformed('empty key', offset);
       vars.push(key, value);
-      if (key === 'CONTENT_LENGTH') contentLength = value;
+      if (keyLength === 14 && key === 'CONTENT_LENGTH') contentLength = value;
+      else if (keyLength === 19 && key === 'HTTP_CONTENT_LENGTH') headerLength = value;
     }
     const length = parseContentLength(contentLength);
+    // Framing is CONTENT_LENGTH's; a client header that says otherwise is a smuggling attempt or a broken peer.
+    if (headerLength !== undefined && contentLength !== undefined && headerLength.trim() !== contentLength) {
+      throw new UwsgiError('ERR_UWSGI_LENGTH_MISMATCH', { length: JSON.stringify(contentLength), header: JSON.stringify(headerLength) });
+    }
+    const maxBody = this.limits.maxBodySize ?? 0;
+    if (maxBody > 0 && length > maxBody) throw new UwsgiError('ERR_BODY_TOO_LARGE', { length, limit: maxBody });
     this.bodyLength = length;
     this.bodyRemaining = length;
     this.state = State.Body;

@@ -18,6 +18,10 @@ export interface ConnectionContext {
   readonly multiprocess: boolean;
   /** ms before a request whose response has not started gets a 504; 0 disables. */
   readonly requestTimeout?: number;
+  /** ms a peer has to complete the header and vars block; 0 disables. */
+  readonly headerTimeout?: number;
+  /** ms of silence allowed between two pieces of the body; 0 disables. */
+  readonly bodyTimeout?: number;
   /** Told when each request starts and ends (a worker's request count, in-flight table and heartbeat). */
   readonly tracker?: RequestTracker;
 }
@@ -105,6 +109,8 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
     let responseDone = false;
     let token = -1;
     let timer: NodeJS.Timeout | undefined;
+    // One timer for the phase the connection is in: the header, then the body's idle time.
+    let phaseTimer: NodeJS.Timeout | undefined = ctx.headerTimeout ? setTimeout(headerTimedOut, ctx.headerTimeout) : undefined;
 
     const decoder = new RequestDecoder(
       {
@@ -121,14 +127,19 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
           if (method === '') method = 'GET';
           uri ??= getVar(vars, 'PATH_INFO') ?? '';
           exchange = new ConnectionExchange(socket, head, ctx.log, ctx.multiprocess, method);
+          if (phaseTimer !== undefined) clearTimeout(phaseTimer);
+          phaseTimer = head.contentLength > 0 && ctx.bodyTimeout ? setTimeout(bodyTimedOut, ctx.bodyTimeout) : undefined;
           if (ctx.tracker) token = ctx.tracker.start(method, uri);
           if (ctx.requestTimeout) timer = setTimeout(timeOut, ctx.requestTimeout, exchange, uri);
           run(exchange);
         },
         onBody(chunk) {
+          phaseTimer?.refresh();
           if (!exchange!.body.push(chunk)) socket.pause();
         },
         onEnd() {
+          if (phaseTimer !== undefined) clearTimeout(phaseTimer);
+          phaseTimer = undefined;
           exchange!.bodyIfMade?.push(null);
         },
       },
@@ -165,6 +176,8 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
     });
 
     socket.on('close', () => {
+      if (phaseTimer !== undefined) clearTimeout(phaseTimer);
+      if (timer !== undefined) clearTimeout(timer);
       if (exchange !== undefined && !responseDone) {
         ctx.log.debug('peer closed the connection before the response was complete');
         exchange.abort(new Error('the peer closed the connection'));
@@ -211,6 +224,38 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
           finish(ex);
         },
       );
+    }
+
+    /** --header-timeout: no request exists yet, so nothing to answer; the peer is logged and let go. */
+    function headerTimedOut(): void {
+      phaseTimer = undefined;
+      if (exchange !== undefined || socket.destroyed) return;
+      const err = new UwsgiError('ERR_HEADER_TIMEOUT', { seconds: ctx.headerTimeout! / 1000, received: socket.bytesRead });
+      ctx.log.warn({ code: err.code, peer: peerOf(socket), received: socket.bytesRead }, err.message);
+      socket.destroy();
+    }
+
+    /** --body-timeout: the app's body stream errors; a 408 if nothing of the response has gone out yet. */
+    function bodyTimedOut(): void {
+      phaseTimer = undefined;
+      const ex = exchange;
+      if (ex === undefined || decoder.done || socket.destroyed) return;
+      const expected = ex.contentLength;
+      const err = new UwsgiError('ERR_BODY_TIMEOUT', {
+        seconds: ctx.bodyTimeout! / 1000,
+        received: expected - decoder.bodyRemainingBytes,
+        expected,
+      });
+      ctx.log.warn({ code: err.code, method: ex.method, uri: getVar(ex.vars, 'REQUEST_URI') }, err.message);
+      ex.abort(err);
+      ex.bodyIfMade?.destroy(err);
+      const started = ex.response.headersSent || ex.status !== 0 || socket.bytesWritten > 0 || socket.writableLength > 0;
+      if (!started && !responseDone) {
+        ex.status = 408;
+        socket.end(simpleResponse(408, 'Request Timeout: the request body stalled\n'));
+      } else {
+        socket.destroy();
+      }
     }
 
     /** --request-timeout: a 504 if nothing of the response has gone out yet; the app is told through its signal. */

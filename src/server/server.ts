@@ -19,6 +19,8 @@ export interface ServerConfig {
   /** In a cluster worker: the master owns the listening sockets (no stale-file check, no unlink on close). */
   readonly shared?: boolean;
   readonly requestTimeout?: number;
+  readonly headerTimeout?: number;
+  readonly bodyTimeout?: number;
   readonly tracker?: RequestTracker;
 }
 
@@ -43,6 +45,8 @@ export function createServer(config: ServerConfig): UwsgiServer {
     accessLog: config.accessLog ?? false,
     multiprocess: config.multiprocess ?? false,
     requestTimeout: config.requestTimeout ?? 0,
+    headerTimeout: config.headerTimeout ?? 0,
+    bodyTimeout: config.bodyTimeout ?? 0,
     tracker: config.tracker,
   };
 

@@ -43,12 +43,14 @@ async function main(): Promise<void> {
     server = createServer({
       handler: createHandler(loaded),
       log,
-      limits: { maxVarsSize: options.maxVarsSize, maxVars: options.maxVars },
+      limits: { maxVarsSize: options.maxVarsSize, maxVars: options.maxVars, maxBodySize: options.maxBodySize },
       accessLog: options.accessLog,
       chmodSocket: options.chmodSocket,
       multiprocess: config.workers > 1,
       shared: true,
       requestTimeout: options.requestTimeout * 1000,
+      headerTimeout: options.headerTimeout * 1000,
+      bodyTimeout: options.bodyTimeout * 1000,
       tracker: table,
     });
     await server.listen(options.socket);

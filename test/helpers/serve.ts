@@ -8,7 +8,7 @@ import { Writable } from 'node:stream';
 import type { ExchangeHandler } from '../../src/exchange.js';
 import { DEFAULT_LIMITS, type DecoderLimits } from '../../src/protocol/decoder.js';
 import { encodeRequest } from '../../src/protocol/encoder.js';
-import { createServer, type UwsgiServer } from '../../src/server/server.js';
+import { createServer, type ServerConfig, type UwsgiServer } from '../../src/server/server.js';
 
 export interface LogRecord {
   level: number;
@@ -50,12 +50,12 @@ export interface RawResponse {
 
 export async function startTestServer(
   handler: ExchangeHandler,
-  opts: { limits?: DecoderLimits; accessLog?: boolean } = {},
+  opts: { limits?: DecoderLimits; accessLog?: boolean; config?: Partial<ServerConfig> } = {},
 ): Promise<TestServer> {
   const dir = mkdtempSync(join(tmpdir(), 'nu-test-'));
   const path = join(dir, 'app.sock');
   const { log, records } = memoryLogger();
-  const server = createServer({ handler, log, limits: opts.limits ?? DEFAULT_LIMITS, accessLog: opts.accessLog ?? true });
+  const server = createServer({ handler, log, limits: opts.limits ?? DEFAULT_LIMITS, accessLog: opts.accessLog ?? true, ...opts.config });
   await server.listen([{ kind: 'unix', path }]);
   const send = (data: Buffer | Buffer[]): Promise<Buffer> =>
     new Promise((resolve, reject) => {
