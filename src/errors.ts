@@ -109,6 +109,13 @@ export const ERRORS = {
 
   // Configuration and sockets
   ERR_OPTION_INVALID: { message: 'invalid value {value} for {option}: {detail}' },
+  ERR_ALLOW_FROM_REQUIRED: {
+    message:
+      'listening on {address}, which is not loopback, needs --allow-from: the uwsgi protocol has no authentication, so list the front servers\' addresses or CIDRs (loopback is always allowed)',
+  },
+  ERR_PEER_NOT_ALLOWED: {
+    message: 'a connection from {peer}, which --allow-from does not list, was closed unserved',
+  },
   ERR_SOCKET_ADDRESS: {
     message: 'invalid socket address {value}: use unix:/path, /abs/path, host:port, [::1]:port or fd://N',
   },

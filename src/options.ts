@@ -1,6 +1,7 @@
 // The one options table: each option is declared once, as data (flag, environment variable, default, check,
 // help), and feeds the CLI, the docs and, later, the config file. Unknown or invalid values are errors.
 import { UwsgiError } from './errors.js';
+import { isIP } from 'node:net';
 import { MAX_VARS_SIZE, DEFAULT_MAX_VARS } from './protocol/decoder.js';
 
 export type SocketAddress =
@@ -32,6 +33,7 @@ export interface Options {
   maxBodySize: number;
   headerTimeout: number;
   bodyTimeout: number;
+  allowFrom: string[] | undefined;
 }
 
 export interface OptionSpec<K extends keyof Options = keyof Options> {
@@ -199,6 +201,15 @@ export const OPTIONS = [
     default: 60,
     parse: (raw) => seconds('--body-timeout', raw, true),
   }),
+  option<'allowFrom'>({
+    name: 'allowFrom',
+    flag: 'allow-from',
+    arg: 'addr',
+    help: 'who may connect to a TCP socket: addresses or CIDRs, repeatable or comma-separated; loopback always may. Required for a non-loopback TCP socket',
+    default: undefined,
+    repeatable: true,
+    parse: (raw, previous) => [...(previous ?? []), ...raw.split(',').filter((e) => e.trim() !== '').map(parseAllowEntry)],
+  }),
 ] as const satisfies ReadonlyArray<OptionSpec<any>>;
 
 export function defaultOptions(): Options {
@@ -244,6 +255,24 @@ function invalid(option: string, value: string, detail: string): never {
 function oneOf<T extends string>(option: string, raw: string, choices: readonly T[]): T {
   if (!(choices as readonly string[]).includes(raw)) invalid(option, raw, `one of ${choices.join(', ')}`);
   return raw as T;
+}
+
+/** Checks one --allow-from entry (an address or a CIDR); returns it normalised. */
+export function parseAllowEntry(raw: string): string {
+  const entry = raw.trim();
+  const slash = entry.indexOf('/');
+  const address = slash === -1 ? entry : entry.slice(0, slash);
+  const family = isIP(address);
+  const prefix = slash === -1 ? undefined : Number(entry.slice(slash + 1));
+  const maxPrefix = family === 6 ? 128 : 32;
+  if (family === 0 || (prefix !== undefined && (!Number.isInteger(prefix) || prefix < 0 || prefix > maxPrefix || !/^\d+$/.test(entry.slice(slash + 1))))) {
+    throw new UwsgiError('ERR_OPTION_INVALID', {
+      option: '--allow-from',
+      value: JSON.stringify(raw),
+      detail: 'expected an IPv4 or IPv6 address, or a CIDR such as 10.0.0.0/8',
+    });
+  }
+  return entry;
 }
 
 /** Bytes with an optional k, m or g suffix (powers of 1024), as nginx's client_max_body_size. */

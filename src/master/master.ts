@@ -16,6 +16,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { formatSocketAddress, type Options } from '../options.js';
+import { requireAllowList } from '../server/allow.js';
 import { prepareAddress } from '../server/listen.js';
 import { WORKER_CONFIG_ENV, heartbeatInterval, isWorkerMessage, type MasterMessage, type ReadyInfo, type WorkerConfig } from './messages.js';
 import { Policy, type Action, type PolicyEvent } from './policy.js';
@@ -45,6 +46,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
   const { options, log } = config;
   const started = process.hrtime.bigint();
   const workers = workerCount(options.workers);
+  requireAllowList(options.socket, options.allowFrom);
   for (const address of options.socket) await prepareAddress(address);
 
   cluster.schedulingPolicy = process.env.NODE_UWSGI_SCHED === 'rr' ? cluster.SCHED_RR : cluster.SCHED_NONE;

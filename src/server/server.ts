@@ -1,6 +1,6 @@
 // The server factory: listening sockets whose connections go to handleConnection with one app adapter.
 // A worker process hosts the same factory; wiring to an adapter happens in cli.ts or index.ts.
-import net from 'node:net';
+import net, { type BlockList } from 'node:net';
 import { unlinkSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { ExchangeHandler } from '../exchange.js';
@@ -8,6 +8,8 @@ import { formatSocketAddress, type SocketAddress } from '../options.js';
 import type { DecoderLimits } from '../protocol/decoder.js';
 import { handleConnection, type RequestTracker } from './connection.js';
 import { listenOn } from './listen.js';
+import { isAllowed } from './allow.js';
+import { UwsgiError } from '../errors.js';
 
 export interface ServerConfig {
   readonly handler: ExchangeHandler;
@@ -22,6 +24,8 @@ export interface ServerConfig {
   readonly headerTimeout?: number;
   readonly bodyTimeout?: number;
   readonly tracker?: RequestTracker;
+  /** TCP peers allowed (loopback always is); undefined allows every peer (Unix sockets, tests). */
+  readonly allowList?: BlockList;
 }
 
 export interface UwsgiServer {
@@ -50,7 +54,15 @@ export function createServer(config: ServerConfig): UwsgiServer {
     tracker: config.tracker,
   };
 
+  const allowList = config.allowList;
   const onConnection = (socket: net.Socket): void => {
+    // Unix peers have no address: file permissions guard them. TCP peers must be on the list.
+    if (allowList !== undefined && socket.remoteAddress !== undefined && !isAllowed(allowList, socket.remoteAddress)) {
+      const err = new UwsgiError('ERR_PEER_NOT_ALLOWED', { peer: socket.remoteAddress });
+      config.log.warn({ code: err.code, peer: socket.remoteAddress }, err.message);
+      socket.destroy();
+      return;
+    }
     const done = handleConnection(socket, context);
     inflight.add(done);
     void done.then(() => inflight.delete(done));

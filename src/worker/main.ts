@@ -7,6 +7,7 @@ import { loadApp } from '../app-loader/index.js';
 import { isUwsgiError } from '../errors.js';
 import { createHandler } from '../handler.js';
 import { WORKER_CONFIG_ENV, type InflightEntry, type MasterMessage, type WorkerConfig, type WorkerMessage } from '../master/messages.js';
+import { buildAllowList } from '../server/allow.js';
 import { createServer, type UwsgiServer } from '../server/server.js';
 import { InflightTable } from './inflight.js';
 
@@ -52,6 +53,7 @@ async function main(): Promise<void> {
       headerTimeout: options.headerTimeout * 1000,
       bodyTimeout: options.bodyTimeout * 1000,
       tracker: table,
+      allowList: buildAllowList(options.allowFrom ?? []),
     });
     await server.listen(options.socket);
   } catch (err) {

@@ -1,0 +1,40 @@
+// Who may talk to a TCP uwsgi socket. The protocol has no authentication and its vars (REMOTE_ADDR, HTTPS...)
+// are trusted, so a non-loopback TCP listener needs an allow-list of front servers (--allow-from); loopback is
+// always allowed. Unix sockets are guarded by file permissions instead.
+import { BlockList, isIP } from 'node:net';
+import { UwsgiError } from '../errors.js';
+import { formatSocketAddress, type SocketAddress } from '../options.js';
+
+/** The allow-list: the entries plus loopback. */
+export function buildAllowList(entries: readonly string[]): BlockList {
+  const list = new BlockList();
+  list.addSubnet('127.0.0.0', 8, 'ipv4');
+  list.addAddress('::1', 'ipv6');
+  for (const entry of entries) {
+    const [address, prefix] = entry.split('/') as [string, string | undefined];
+    const family = isIP(address) === 6 ? 'ipv6' : 'ipv4';
+    if (prefix === undefined) list.addAddress(address, family);
+    else list.addSubnet(address, Number(prefix), family);
+  }
+  return list;
+}
+
+export function isAllowed(list: BlockList, address: string | undefined): boolean {
+  if (address === undefined) return false;
+  const family = isIP(address);
+  return family !== 0 && list.check(address, family === 6 ? 'ipv6' : 'ipv4');
+}
+
+function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/** Refuses to start a non-loopback TCP listener without --allow-from. */
+export function requireAllowList(addresses: readonly SocketAddress[], allowFrom: readonly string[] | undefined): void {
+  if (allowFrom !== undefined && allowFrom.length > 0) return;
+  for (const address of addresses) {
+    if (address.kind === 'tcp' && !isLoopbackHost(address.host)) {
+      throw new UwsgiError('ERR_ALLOW_FROM_REQUIRED', { address: formatSocketAddress(address) });
+    }
+  }
+}
