@@ -67,7 +67,7 @@ export const OPTIONS = [
     name: 'chmodSocket',
     flag: 'chmod-socket',
     arg: 'mode',
-    help: 'octal permissions for Unix sockets, e.g. 660 so that nginx\'s group can connect',
+    help: 'octal permissions for Unix sockets, e.g. 660 so that nginx\'s group can connect; by default the umask\'s, without access for others',
     default: undefined,
     parse: (raw) => {
       if (!/^0?[0-7]{3}$/.test(raw)) invalid('--chmod-socket', raw, 'an octal mode such as 660');

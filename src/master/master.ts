@@ -11,13 +11,12 @@
 // Under --harakiri the shared handle also keeps the loss small: 1 failed request of ~5,000 in the test.
 // NODE_UWSGI_SCHED=rr selects round-robin, for measuring.
 import cluster, { type Worker } from 'node:cluster';
-import { chmodSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { formatSocketAddress, type Options } from '../options.js';
 import { requireAllowList } from '../server/allow.js';
-import { prepareAddress } from '../server/listen.js';
+import { prepareAddress, setSocketMode } from '../server/listen.js';
 import { WORKER_CONFIG_ENV, heartbeatInterval, isWorkerMessage, type MasterMessage, type ReadyInfo, type WorkerConfig } from './messages.js';
 import { Policy, type Action, type PolicyEvent } from './policy.js';
 
@@ -168,13 +167,12 @@ export async function runMaster(config: MasterConfig): Promise<number> {
   };
 
   // Unix sockets are created by the first worker's listen (through the master's shared handle): set their mode
-  // as soon as they exist.
+  // (--chmod-socket, else no access for others) as soon as they exist.
   cluster.on('listening', () => {
-    if (options.chmodSocket === undefined) return;
     for (const address of options.socket) {
       if (address.kind !== 'unix') continue;
       try {
-        chmodSync(address.path, options.chmodSocket);
+        setSocketMode(address.path, options.chmodSocket);
       } catch (err) {
         log.warn({ err, address: formatSocketAddress(address) }, 'cannot chmod the socket');
       }

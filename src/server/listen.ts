@@ -1,5 +1,5 @@
 // Listening sockets: Unix (a stale socket file is replaced, a live one is an error), TCP and inherited fds.
-import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
+import { chmodSync, lstatSync, statSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import { UwsgiError } from '../errors.js';
 import { formatSocketAddress, type SocketAddress } from '../options.js';
@@ -36,7 +36,13 @@ export async function listenOn(server: net.Server, address: SocketAddress, chmod
         break;
     }
   });
-  if (address.kind === 'unix' && chmod !== undefined) chmodSync(address.path, chmod);
+  if (address.kind === 'unix' && (chmod !== undefined || !shared)) setSocketMode(address.path, chmod);
+}
+
+/** --chmod-socket's mode, or by default the mode the umask gave minus any access for others: whoever can write
+ * to the socket can claim any client address and scheme. */
+export function setSocketMode(path: string, chmod: number | undefined): void {
+  chmodSync(path, chmod ?? (statSync(path).mode & 0o770));
 }
 
 /** Before listening: a Unix socket file nobody answers on is left over from a crash and is removed; one that

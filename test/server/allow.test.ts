@@ -1,6 +1,9 @@
 // TCP exposure (issue 5): a non-loopback TCP socket needs --allow-from; peers not on the list are closed unserved
 // and logged with their address; loopback is always allowed. Real sockets, the real CLI for the start-up check.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -122,3 +125,28 @@ describe('--allow-from', () => {
   });
 });
 
+
+describe('Unix socket permissions', () => {
+  it('creates the socket without access for others by default, even under umask 000', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nu-perm-'));
+    const path = join(dir, 'app.sock');
+    const child = spawn('sh', ['-c', `umask 000; exec "${process.execPath}" "${CLI}" "${APP}" --socket unix:${path}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        let out = '';
+        child.stdout.on('data', (chunk: Buffer) => {
+          out += chunk.toString();
+          if (out.includes('"msg":"ready"')) resolve();
+        });
+        child.once('exit', (code) => reject(new Error(`exited ${code}: ${out}`)));
+      });
+      const mode = statSync(path).mode & 0o777;
+      expect(mode & 0o007).toBe(0);
+      expect(mode & 0o660).toBe(0o660);
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((resolve) => child.once('exit', resolve));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
