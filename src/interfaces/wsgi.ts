@@ -6,7 +6,7 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { UwsgiError } from '../errors.js';
 import type { Exchange, ExchangeHandler, HeaderList } from '../exchange.js';
-import { getVar, schemeOf } from '../protocol/vars.js';
+import { getVar, joinerOf, schemeOf } from '../protocol/vars.js';
 
 export type WsgiChunk = string | Uint8Array;
 export type WsgiBody = WsgiChunk | Iterable<WsgiChunk> | AsyncIterable<WsgiChunk> | Readable;
@@ -31,7 +31,7 @@ export function buildEnviron(exchange: Pick<Exchange, 'vars' | 'body' | 'log' | 
     const value = vars[i + 1]!;
     if (name.charCodeAt(0) === 72 /* H */ && LEFT_OUT.has(name)) continue;
     const prev = environ[name];
-    environ[name] = prev === undefined ? value : `${prev as string}${name === 'HTTP_COOKIE' ? '; ' : ', '}${value}`;
+    environ[name] = prev === undefined ? value : `${prev as string}${joinerOf(name)}${value}`;
   }
   const scheme = schemeOf(
     environ.HTTPS as string | undefined,

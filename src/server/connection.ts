@@ -56,6 +56,8 @@ class ConnectionExchange implements Exchange {
     readonly log: Logger,
     readonly multiprocess: boolean,
     readonly method: string,
+    /** REQUEST_URI, else PATH_INFO (for logs and the in-flight table), found once at the head. */
+    readonly uri: string | undefined,
   ) {
     this.modifier1 = head.modifier1;
     this.modifier2 = head.modifier2;
@@ -125,12 +127,12 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
             else if (name.length === 11 && uri === undefined && name === 'REQUEST_URI') uri = vars[i + 1]!;
           }
           if (method === '') method = 'GET';
-          uri ??= getVar(vars, 'PATH_INFO') ?? '';
-          exchange = new ConnectionExchange(socket, head, ctx.log, ctx.multiprocess, method);
+          uri ??= getVar(vars, 'PATH_INFO');
+          exchange = new ConnectionExchange(socket, head, ctx.log, ctx.multiprocess, method, uri);
           if (phaseTimer !== undefined) clearTimeout(phaseTimer);
           phaseTimer = head.contentLength > 0 && ctx.bodyTimeout ? setTimeout(bodyTimedOut, ctx.bodyTimeout) : undefined;
-          if (ctx.tracker) token = ctx.tracker.start(method, uri);
-          if (ctx.requestTimeout) timer = setTimeout(timeOut, ctx.requestTimeout, exchange, uri);
+          if (ctx.tracker) token = ctx.tracker.start(method, uri ?? '');
+          if (ctx.requestTimeout) timer = setTimeout(timeOut, ctx.requestTimeout, exchange);
           run(exchange);
         },
         onBody(chunk) {
@@ -215,10 +217,10 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
           } else if (!ex.response.headersSent && ex.status === 0) {
             const status = statusOf(err);
             ex.status = status;
-            ctx.log.error({ err, code: codeOf(err), uri: getVar(ex.vars, 'REQUEST_URI') }, 'app failed before the response started');
+            ctx.log.error({ err, code: codeOf(err), uri: ex.uri }, 'app failed before the response started');
             socket.write(simpleResponse(status, status === 500 ? 'Internal Server Error\n' : `${(err as Error).message}\n`));
           } else {
-            ctx.log.error({ err, code: codeOf(err), uri: getVar(ex.vars, 'REQUEST_URI') }, 'app failed after the response started: connection cut');
+            ctx.log.error({ err, code: codeOf(err), uri: ex.uri }, 'app failed after the response started: connection cut');
             socket.destroy();
           }
           finish(ex);
@@ -246,11 +248,10 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
         received: expected - decoder.bodyRemainingBytes,
         expected,
       });
-      ctx.log.warn({ code: err.code, method: ex.method, uri: getVar(ex.vars, 'REQUEST_URI') }, err.message);
+      ctx.log.warn({ code: err.code, method: ex.method, uri: ex.uri }, err.message);
       ex.abort(err);
       ex.bodyIfMade?.destroy(err);
-      const started = ex.response.headersSent || ex.status !== 0 || socket.bytesWritten > 0 || socket.writableLength > 0;
-      if (!started && !responseDone) {
+      if (!responseStarted(ex) && !responseDone) {
         ex.status = 408;
         socket.end(simpleResponse(408, 'Request Timeout: the request body stalled\n'));
       } else {
@@ -259,13 +260,12 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
     }
 
     /** --request-timeout: a 504 if nothing of the response has gone out yet; the app is told through its signal. */
-    function timeOut(ex: ConnectionExchange, uri: string): void {
+    function timeOut(ex: ConnectionExchange): void {
       timer = undefined;
-      const started = ex.response.headersSent || ex.status !== 0 || socket.bytesWritten > 0 || socket.writableLength > 0;
-      if (responseDone || started || socket.destroyed) return;
+      if (responseDone || responseStarted(ex) || socket.destroyed) return;
       const err = new UwsgiError('ERR_REQUEST_TIMEOUT', { seconds: ctx.requestTimeout! / 1000 });
       ex.status = 504;
-      ctx.log.warn({ code: err.code, method: ex.method, uri, timeoutMs: ctx.requestTimeout }, err.message);
+      ctx.log.warn({ code: err.code, method: ex.method, uri: ex.uri, timeoutMs: ctx.requestTimeout }, err.message);
       ex.abort(err);
       socket.end(simpleResponse(504, 'Gateway Timeout: the app did not answer in time\n'));
     }
@@ -281,7 +281,7 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
         ctx.log.info(
           {
             method: ex.method,
-            uri: getVar(ex.vars, 'REQUEST_URI') ?? getVar(ex.vars, 'PATH_INFO'),
+            uri: ex.uri,
             status: ex.status,
             bytes: socket.bytesWritten,
             duration: Number(process.hrtime.bigint() - started) / 1e6,
@@ -302,6 +302,13 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
       }
     }
   });
+}
+
+/** Whether any of the response has gone out (or been queued): whatever writes it, every adapter's bytes pass
+ * through the socket. */
+function responseStarted(ex: ConnectionExchange): boolean {
+  const socket = ex.socket;
+  return ex.response.headersSent || ex.status !== 0 || socket.bytesWritten > 0 || socket.writableLength > 0;
 }
 
 function codeOf(err: unknown): string {
