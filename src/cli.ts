@@ -39,7 +39,25 @@ export function optionsFrom(parsed: Record<string, unknown>): Options {
   return options as unknown as Options;
 }
 
+/** Subcommands, each a module in src/commands/ exporting run(args) -> exit code; loaded only when used. An app
+ * whose path is one of these names is written with its ./ prefix. */
+const SUBCOMMANDS: Record<string, () => Promise<{ run(args: string[]): Promise<number> }>> = {
+  request: () => import('./commands/request.js'),
+  top: () => import('./commands/top.js'),
+  nginx: () => import('./commands/nginx.js'),
+};
+
 export async function main(argv: string[]): Promise<number> {
+  const sub = argv[2];
+  if (sub !== undefined && Object.hasOwn(SUBCOMMANDS, sub)) {
+    try {
+      return await (await SUBCOMMANDS[sub]!()).run(argv.slice(3));
+    } catch (err) {
+      if (err instanceof CommanderError) return err.exitCode;
+      process.stderr.write(`node-uwsgi ${sub}: ${(err as Error).message}\n`);
+      return isUwsgiError(err) ? 2 : 1;
+    }
+  }
   const program = buildProgram();
   let options: Options;
   let spec: string;

@@ -13,6 +13,8 @@ export const INTERFACES = ['auto', 'wsgi', 'node', 'fetch'] as const;
 export type InterfaceName = (typeof INTERFACES)[number];
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
 
 export interface Options {
   socket: SocketAddress[];
@@ -34,6 +36,15 @@ export interface Options {
   headerTimeout: number;
   bodyTimeout: number;
   allowFrom: string[] | undefined;
+  sendTimeout: number;
+  http: SocketAddress[];
+  stats: SocketAddress | undefined;
+  metrics: SocketAddress | undefined;
+  config: string | undefined;
+  printConfig: boolean;
+  logFile: string | undefined;
+  logFormat: LogFormat;
+  reloadOnChange: boolean;
 }
 
 export interface OptionSpec<K extends keyof Options = keyof Options> {
@@ -210,6 +221,77 @@ export const OPTIONS = [
     repeatable: true,
     parse: (raw, previous) => [...(previous ?? []), ...raw.split(',').filter((e) => e.trim() !== '').map(parseAllowEntry)],
   }),
+  option<'sendTimeout'>({
+    name: 'sendTimeout',
+    flag: 'send-timeout',
+    arg: 'seconds',
+    help: 'longest a response write may stall (the peer reads nothing) before the connection is closed; 0 disables',
+    default: 60,
+    parse: (raw) => seconds('--send-timeout', raw, true),
+  }),
+  option<'http'>({
+    name: 'http',
+    flag: 'http',
+    arg: 'addr',
+    help: 'also serve plain HTTP/1.1 here (host:port or unix:/path), for development and health checks; not an edge server (repeatable)',
+    default: [],
+    repeatable: true,
+    parse: (raw, previous) => [...previous, parseSocketAddress(raw)],
+  }),
+  option<'stats'>({
+    name: 'stats',
+    flag: 'stats',
+    arg: 'addr',
+    help: 'serve uWSGI-style stats JSON here (a Unix socket or a loopback host:port), one document per connection, for uwsgitop and node-uwsgi top',
+    default: undefined,
+    parse: (raw) => localAddress('--stats', raw),
+  }),
+  option<'metrics'>({
+    name: 'metrics',
+    flag: 'metrics',
+    arg: 'addr',
+    help: 'serve HTTP /metrics (Prometheus) and /health here (a Unix socket or a loopback host:port)',
+    default: undefined,
+    parse: (raw) => localAddress('--metrics', raw),
+  }),
+  option<'config'>({
+    name: 'config',
+    flag: 'config',
+    arg: 'file',
+    help: 'read options from this TOML file (keys are the long option names); the command line and NODE_UWSGI_* override it',
+    default: undefined,
+    parse: (raw) => raw,
+  }),
+  option<'printConfig'>({
+    name: 'printConfig',
+    flag: 'print-config',
+    help: 'print every effective option with where it came from (default, file, environment, command line) and exit',
+    default: false,
+    parse: () => true,
+  }),
+  option<'logFile'>({
+    name: 'logFile',
+    flag: 'log-file',
+    arg: 'path',
+    help: 'write logs to this file instead of stdout; reopened on SIGUSR1 (logrotate)',
+    default: undefined,
+    parse: (raw) => raw,
+  }),
+  option<'logFormat'>({
+    name: 'logFormat',
+    flag: 'log-format',
+    arg: 'format',
+    help: 'json, pretty, or auto (pretty on a terminal, JSON otherwise)',
+    default: 'auto',
+    parse: (raw) => oneOf('--log-format', raw, LOG_FORMATS),
+  }),
+  option<'reloadOnChange'>({
+    name: 'reloadOnChange',
+    flag: 'reload-on-change',
+    help: 'development: reload the workers when a file under the app\'s directory changes',
+    default: false,
+    parse: () => true,
+  }),
 ] as const satisfies ReadonlyArray<OptionSpec<any>>;
 
 export function defaultOptions(): Options {
@@ -246,6 +328,15 @@ export function formatSocketAddress(address: SocketAddress): string {
     case 'fd': return `fd://${address.fd}`;
     case 'tcp': return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
   }
+}
+
+/** A Unix socket or a loopback TCP address: the stats and metrics listeners have no access control of their own. */
+function localAddress(option: string, raw: string): SocketAddress {
+  const address = parseSocketAddress(raw);
+  if (address.kind === 'tcp' && !['127.0.0.1', '::1', 'localhost'].includes(address.host) && !address.host.startsWith('127.')) {
+    invalid(option, raw, 'a Unix socket or a loopback address (127.0.0.1:port, [::1]:port): it has no access control');
+  }
+  return address;
 }
 
 function invalid(option: string, value: string, detail: string): never {
