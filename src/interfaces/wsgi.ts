@@ -42,6 +42,11 @@ export function buildEnviron(exchange: Pick<Exchange, 'vars' | 'body' | 'log' | 
   environ.REQUEST_METHOD ??= 'GET';
   environ.SCRIPT_NAME ??= '';
   environ.PATH_INFO ??= pathOf(environ.REQUEST_URI as string | undefined, environ.SCRIPT_NAME as string);
+  // Apache's mod_proxy_uwsgi keeps the whole path as SCRIPT_NAME when PATH_INFO is "/" (/app/ arrives as
+  // SCRIPT_NAME=/app/, PATH_INFO=/): the mount point is SCRIPT_NAME without its trailing slash (PEP 3333).
+  if ((environ.SCRIPT_NAME as string).endsWith('/') && (environ.PATH_INFO as string).startsWith('/')) {
+    environ.SCRIPT_NAME = (environ.SCRIPT_NAME as string).replace(/\/+$/, '');
+  }
   environ.QUERY_STRING ??= queryOf(environ.REQUEST_URI as string | undefined);
   environ.SERVER_PROTOCOL ??= 'HTTP/1.1';
   environ.SERVER_NAME ??= hostName(getVar(vars, 'HTTP_HOST')) ?? 'localhost';

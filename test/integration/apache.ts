@@ -1,0 +1,305 @@
+// The Apache harness: a real Apache httpd (Debian's apache2, mod_proxy_uwsgi) configured from the shipped
+// apache/*.conf, in front of the real CLI (dist/cli.js) in a child process, each in its own temp prefix.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, watch, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ROOT, freePort, requireNginx, startServer, type ServerProcess, type Transport } from './nginx.js';
+
+export const APACHE_BIN = process.env.APACHE_BIN ?? '/usr/sbin/apache2';
+export const APACHE_MODULES = process.env.APACHE_MODULES ?? '/usr/lib/apache2/modules';
+/** The user Apache's worker runs as when the tests run as root (Apache refuses to serve as root). */
+export const APACHE_USER = process.env.APACHE_USER ?? 'www-data';
+
+const APACHE_READY_TIMEOUT = 15_000;
+const STOP_TIMEOUT = 10_000;
+
+// mpm_event, access control (Require) and the proxy with its uwsgi scheme; log_config and unixd are built in.
+const MODULES: Array<[string, string]> = [
+  ['mpm_event_module', 'mod_mpm_event.so'],
+  ['authz_core_module', 'mod_authz_core.so'],
+  ['proxy_module', 'mod_proxy.so'],
+  ['proxy_uwsgi_module', 'mod_proxy_uwsgi.so'],
+];
+
+export type Mount = 'root' | 'subpath';
+
+const SNIPPETS: Record<Mount, Record<Transport, string>> = {
+  root: { unix: 'site-unix.conf', tcp: 'site-tcp.conf' },
+  subpath: { unix: 'subpath-unix.conf', tcp: 'subpath-tcp.conf' },
+};
+
+// The shipped snippets' placeholders: each must occur exactly once, or the test config would silently drift
+// from what users copy.
+const VHOST = /^(<VirtualHost[ \t]+)\*:80(>)$/m;
+const UPSTREAM = {
+  unix: /^([ \t]*ProxyPass[ \t]+"[^"]*"[ \t]+"unix:)\/run\/app\/app\.sock(\|uwsgi:\/\/localhost\/?")$/m,
+  tcp: /^([ \t]*ProxyPass[ \t]+"[^"]*"[ \t]+"uwsgi:\/\/)127\.0\.0\.1:3031(\/?")$/m,
+} as const;
+const MOUNT_POINT = /^[ \t]*ProxyPass[ \t]+"([^"]*)"/gm;
+
+/** Fails, never skips, when the real peer is missing. */
+export function requireApache(): void {
+  const missing = [APACHE_BIN, ...MODULES.map(([, file]) => join(APACHE_MODULES, file))].filter((f) => !existsSync(f));
+  if (missing.length > 0) {
+    throw new Error(
+      `${missing.join(', ')} not found: the Apache integration tests need a real Apache httpd with mod_proxy_uwsgi. ` +
+        'Install it with `sudo apt-get install apache2` (Debian 12+; libapache2-mod-proxy-uwsgi on older releases), ' +
+        'or point APACHE_BIN and APACHE_MODULES at an httpd and its modules.',
+    );
+  }
+}
+
+export interface Snippet {
+  file: string;
+  text: string;
+  /** The path the snippet's ProxyPass mounts the app at, as written there: "/" or "/app". */
+  mountPoint: string;
+}
+
+/** The shipped snippet for a mount and transport, as users copy it. */
+export function snippet(mount: Mount, transport: Transport): Snippet {
+  const file = join(ROOT, 'apache', SNIPPETS[mount][transport]);
+  const text = readFileSync(file, 'utf8');
+  const mounts = [...text.matchAll(MOUNT_POINT)].map((m) => m[1]!);
+  if (mounts.length !== 1) throw new Error(`${file}: expected exactly one ProxyPass line (found ${mounts.length})`);
+  return { file, text, mountPoint: mounts[0]! };
+}
+
+/**
+ * The shipped snippet with its two marked lines replaced: the VirtualHost address and the backend address.
+ * Everything else is used verbatim.
+ */
+export function siteConfig(mount: Mount, transport: Transport, port: number, upstream: string): string {
+  const { file, text } = snippet(mount, transport);
+  let site = text;
+  const substitutions: Array<[RegExp, string]> = [
+    [VHOST, `127.0.0.1:${port}`],
+    [UPSTREAM[transport], upstream],
+  ];
+  for (const [pattern, value] of substitutions) {
+    const count = site.match(new RegExp(pattern.source, 'gm'))?.length ?? 0;
+    if (count !== 1) {
+      throw new Error(`${file}: expected exactly one line matching ${pattern} (found ${count}); update the harness with the file`);
+    }
+    site = site.replace(pattern, (_whole, before: string, after: string) => `${before}${value}${after}`);
+  }
+  return site;
+}
+
+/** The user and group Apache's worker switches to: only when we are root (otherwise it stays us). */
+function workerIdentity(): { user: string; uid: number; gid: number } | undefined {
+  if (process.geteuid?.() !== 0) return undefined;
+  const id = (flag: string): number => Number(execFileSync('id', [flag, APACHE_USER], { encoding: 'utf8' }).trim());
+  return { user: APACHE_USER, uid: id('-u'), gid: id('-g') };
+}
+
+export function apacheConfig(prefix: string, port: number, site: string, identity = workerIdentity()): string {
+  const p = (name: string): string => JSON.stringify(join(prefix, name));
+  const modules = MODULES.map(([name, file]) => `LoadModule ${name} ${JSON.stringify(join(APACHE_MODULES, file))}`);
+  const user = identity ? [`User ${identity.user}`, `Group #${identity.gid}`] : [];
+  return `# Generated by test/integration/apache.ts around the shipped snippet.
+ServerRoot ${JSON.stringify(prefix)}
+ServerName 127.0.0.1
+PidFile ${p('httpd.pid')}
+ErrorLog ${p('error.log')}
+LogLevel info
+DefaultRuntimeDir ${JSON.stringify(prefix)}
+Mutex file:${prefix} default
+${modules.join('\n')}
+${user.join('\n')}
+Listen 127.0.0.1:${port}
+DocumentRoot ${p('htdocs')}
+LogFormat "%h %r %>s %b" common
+CustomLog ${p('access.log')} common
+
+${site}
+`;
+}
+
+export interface ApacheProcess {
+  readonly child: ChildProcess;
+  readonly prefix: string;
+  readonly port: number;
+  /** The generated httpd.conf. */
+  readonly config: string;
+  errorLog(): string;
+  accessLog(): string;
+  stop(): Promise<void>;
+}
+
+export interface ApacheOptions {
+  /** The directory for httpd.conf, logs, pid and mutex files (created and removed by the caller). */
+  prefix: string;
+  mount: Mount;
+  transport: Transport;
+  /** The backend: a Unix socket path (unix) or host:port (tcp). */
+  upstream: string;
+}
+
+/** Starts `apache2 -X` (one process, in the foreground) in `prefix` on a free 127.0.0.1 port. */
+export async function startApache(opts: ApacheOptions): Promise<ApacheProcess> {
+  requireApache();
+  let lastError: Error | undefined;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    try {
+      return await startApacheOn(opts, port);
+    } catch (err) {
+      lastError = err as Error;
+      if (!/Address already in use/.test(lastError.message)) throw lastError;
+    }
+  }
+  throw lastError!;
+}
+
+async function startApacheOn(opts: ApacheOptions, port: number): Promise<ApacheProcess> {
+  const { prefix } = opts;
+  const config = apacheConfig(prefix, port, siteConfig(opts.mount, opts.transport, port, opts.upstream));
+  const confPath = join(prefix, 'httpd.conf');
+  const pidPath = join(prefix, 'httpd.pid');
+  mkdirSync(join(prefix, 'htdocs'), { recursive: true });
+  // A stale pid file makes Apache refuse to start ("httpd (pid N) already running"); the worker, no longer
+  // root, cannot remove its own on exit.
+  rmSync(pidPath, { force: true });
+  writeFileSync(confPath, config);
+  const child = spawn(APACHE_BIN, ['-d', prefix, '-f', confPath, '-X'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.setEncoding('utf8').on('data', (c: string) => (output += c));
+  child.stderr!.setEncoding('utf8').on('data', (c: string) => (output += c));
+  const read = (file: string): string => {
+    try {
+      return readFileSync(join(prefix, file), 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  // The MPM writes the pid file in its run phase (event.c: event_run -> ap_log_pid), after the listening
+  // sockets were opened (open_logs): from then on connections queue until the worker accepts them.
+  try {
+    await waitForFile(pidPath, prefix, child);
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw new Error(
+      `${(err as Error).message}\napache: ${APACHE_BIN} -d ${prefix} -f ${confPath} -X\n--- error.log ---\n${read('error.log')}\n` +
+        `--- output ---\n${output}\n--- httpd.conf ---\n${config}`,
+    );
+  }
+  return {
+    child,
+    prefix,
+    port,
+    config,
+    errorLog: () => read('error.log'),
+    accessLog: () => read('access.log'),
+    stop: () => stopChild(child).then(() => undefined),
+  };
+
+  function waitForFile(file: string, dir: string, proc: ChildProcess): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const watcher = watch(dir, () => check());
+      const timer = setTimeout(() => finish(new Error(`timed out after ${APACHE_READY_TIMEOUT} ms waiting for ${file}`)), APACHE_READY_TIMEOUT);
+      const onExit = (code: number | null): void => {
+        // Apache's own complaint (a port taken, a bad directive) is on stderr; the caller adds its error log.
+        finish(new Error(`exited (code ${code}) before ${file} appeared: ${output}`));
+      };
+      function finish(err?: Error): void {
+        watcher.close();
+        clearTimeout(timer);
+        proc.off('exit', onExit);
+        if (err) reject(err);
+        else resolve();
+      }
+      function check(): void {
+        if (existsSync(file)) finish();
+      }
+      proc.once('exit', onExit);
+      check();
+    });
+  }
+}
+
+function stopChild(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT);
+  return exited.finally(() => clearTimeout(timer));
+}
+
+// --- both: what a test file starts in beforeAll -----------------------------------------------------------
+
+export interface ApacheStack {
+  readonly dir: string;
+  readonly server: ServerProcess;
+  readonly apache: ApacheProcess;
+  /** Apache's port on 127.0.0.1. */
+  readonly port: number;
+  /** Where the snippet mounts the app: "/" or "/app". */
+  readonly mountPoint: string;
+  /** The Unix socket path (unix) or host:port (tcp) the server listens on. */
+  readonly backend: string;
+  /** http://127.0.0.1:<port><path> */
+  url(path: string): string;
+  stop(): Promise<void>;
+}
+
+export interface ApacheStackOptions {
+  app: string;
+  mount: Mount;
+  transport: Transport;
+  args?: string[];
+  env?: Record<string, string>;
+}
+
+/** Starts the server (on a Unix socket in a fresh temp prefix, or a free TCP port), then Apache in front. */
+export async function startApacheStack(opts: ApacheStackOptions): Promise<ApacheStack> {
+  requireApache();
+  requireNginx(); // also checks that dist/cli.js is built
+  const { transport, mount } = opts;
+  const identity = workerIdentity();
+  const dir = mkdtempSync(join(tmpdir(), 'nu-apache-'));
+  // Apache's worker, no longer root, passes through the prefix to its (empty) DocumentRoot and the socket.
+  if (identity) chmodSync(dir, 0o711);
+  let server: ServerProcess | undefined;
+  try {
+    let backend: string;
+    if (transport === 'unix') {
+      backend = join(dir, 'app.sock');
+      // As the README says: the socket is 660 and shares a group with Apache's user.
+      server = await startServer({ app: opts.app, socket: `unix:${backend}`, args: ['--chmod-socket', '660', ...(opts.args ?? [])], env: opts.env });
+      if (identity) chownSync(backend, statSync(backend).uid, identity.gid);
+    } else {
+      let lastError: Error | undefined;
+      for (let attempt = 0; attempt < 3 && server === undefined; attempt++) {
+        try {
+          server = await startServer({ app: opts.app, socket: `127.0.0.1:${await freePort()}`, args: opts.args, env: opts.env });
+        } catch (err) {
+          lastError = err as Error;
+          if (!/ERR_SOCKET_IN_USE|EADDRINUSE/.test(lastError.message)) throw lastError;
+        }
+      }
+      if (server === undefined) throw lastError!;
+      backend = server.address;
+    }
+    const apache = await startApache({ prefix: dir, mount, transport, upstream: backend });
+    const started = server;
+    return {
+      dir,
+      server: started,
+      apache,
+      port: apache.port,
+      mountPoint: snippet(mount, transport).mountPoint,
+      backend,
+      url: (path) => `http://127.0.0.1:${apache.port}${path}`,
+      async stop() {
+        await Promise.all([apache.stop(), started.stop()]);
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    await server?.stop();
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
