@@ -48,6 +48,13 @@ export interface Exchange {
   status: number;
   /** Whether this server runs several worker processes (wsgi.multiprocess). */
   readonly multiprocess: boolean;
+  /** The request asks to switch protocols (an Upgrade header, no body): a WebSocket handshake, typically. */
+  readonly upgrade: boolean;
+  /**
+   * Hands the raw connection over for an Upgrade: the server stops reading and timing it, and the exchange ends
+   * when the socket closes. Returns the bytes that came after the request head (Node's `head` argument).
+   */
+  takeOver(): Buffer;
 }
 
 /** An app adapter: serves one exchange; resolves when the response is complete, rejects on app failure. */

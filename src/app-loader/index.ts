@@ -30,6 +30,9 @@ export interface LoadedApp {
   exportName: string;
   /** Which rule chose the interface (logged at start, so a surprise is visible). */
   detectedBy: string;
+  /** Who takes Upgrade requests (WebSocket): the module's `upgrade(req, socket, head)` export, else the
+   * http.Server (the app, or Fastify's `.server`) whose 'upgrade' listeners do, while it has any. */
+  upgrade?: ((req: never, socket: never, head: never) => unknown) | Server;
 }
 
 export interface LoadOptions {
@@ -138,7 +141,15 @@ export async function loadApp(spec: string, options: LoadOptions): Promise<Loade
     }
   }
   const detected = await detectInterface(app, exportName, options.interface, file);
-  return { ...detected, file, exportName };
+  const upgrade = upgradeOf(exports.get('upgrade'), app);
+  return { ...detected, file, exportName, ...(upgrade && { upgrade }) };
+}
+
+function upgradeOf(exported: unknown, app: unknown): LoadedApp['upgrade'] {
+  if (typeof exported === 'function') return exported as (req: never, socket: never, head: never) => unknown;
+  if (app instanceof Server) return app;
+  const server = hasMethod(app, 'routing') ? (app as { server?: unknown }).server : undefined;
+  return server instanceof Server ? server : undefined;
 }
 
 /** The exports to choose from. A CommonJS module's `module.exports` object is its namespace (Node puts it under

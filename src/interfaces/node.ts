@@ -11,6 +11,8 @@ interface AddHeaderLines {
 }
 
 export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => unknown;
+/** What http.Server's 'upgrade' listeners take: the request, the raw connection, the bytes after the head. */
+export type UpgradeHandler = (req: IncomingMessage, socket: Socket, head: Buffer) => unknown;
 
 /** The request: its bytes come from the exchange body, not from Node's HTTP parser. */
 class UwsgiIncomingMessage extends IncomingMessage {
@@ -42,8 +44,46 @@ export function createNodeHandler(app: NodeHandler | Server): ExchangeHandler {
   return (exchange) => serveNode(exchange, handler);
 }
 
-function serveNode(exchange: Exchange, handler: NodeHandler): Promise<void> {
+/**
+ * Serves Upgrade requests (WebSocket handshakes) with `upgrade` when it will take them, everything else with
+ * `serve`. `upgrade` returns undefined when nobody listens (an http.Server without 'upgrade' listeners): the
+ * request then goes to `serve` as a plain request, as Node's own server does.
+ */
+export function withUpgrade(serve: ExchangeHandler, upgrade: () => UpgradeHandler | undefined): ExchangeHandler {
+  return (exchange) => {
+    if (!exchange.upgrade) return serve(exchange);
+    const handler = upgrade();
+    return handler === undefined ? serve(exchange) : serveUpgrade(exchange, handler);
+  };
+}
+
+/** The upgrade listener of an http.Server app, while it has any. */
+export function serverUpgrade(server: Server): () => UpgradeHandler | undefined {
+  const emit: UpgradeHandler = (req, socket, head) => server.emit('upgrade', req, socket, head);
+  return () => (server.listenerCount('upgrade') > 0 ? emit : undefined);
+}
+
+/** Hands the raw connection to the app, as http.Server's 'upgrade' event does; ends when the connection closes. */
+function serveUpgrade(exchange: Exchange, handler: UpgradeHandler): Promise<void> {
   const socket = exchange.socket;
+  const req = incomingMessage(exchange, socket);
+  // Set by Node's parser on the requests it hands to 'upgrade' listeners.
+  (req as unknown as { upgrade: boolean }).upgrade = true;
+  return new Promise<void>((resolve, reject) => {
+    const head = exchange.takeOver();
+    if (socket.destroyed) return resolve();
+    socket.once('close', () => resolve());
+    try {
+      const result = handler(req, socket, head);
+      if (isThenable(result)) result.then(undefined, reject);
+    } catch (err) {
+      reject(err);
+    }
+  });
+}
+
+/** The request as Node's parser would have made it, from the uwsgi vars. */
+function incomingMessage(exchange: Exchange, socket: Socket): UwsgiIncomingMessage {
   const line = requestLineOf(exchange.vars, exchange.contentLength);
   exposePeer(socket, line.remoteAddress, line.remotePort, line.scheme === 'https');
 
@@ -62,7 +102,12 @@ function serveNode(exchange: Exchange, handler: NodeHandler): Promise<void> {
     req.complete = true;
     req.push(null);
   }
+  return req;
+}
 
+function serveNode(exchange: Exchange, handler: NodeHandler): Promise<void> {
+  const socket = exchange.socket;
+  const req = incomingMessage(exchange, socket);
   const res = new UwsgiServerResponse(req);
   // The connection's close ends the body: no chunked framing towards the front server, no keep-alive.
   res.useChunkedEncodingByDefault = false;

@@ -34,6 +34,9 @@ export interface DecoderHandler {
   onBody(chunk: Buffer): void;
   /** Called once, when CONTENT_LENGTH body bytes have arrived (right after onHead when there is no body). */
   onEnd(): void;
+  /** Bytes after the request (never parsed as another one): counted in excessBytes, and handed here if given
+   * (an Upgrade's tunnel bytes that came with its head). */
+  onExcess?(chunk: Buffer): void;
 }
 
 const enum State {
@@ -106,6 +109,7 @@ export class RequestDecoder {
         }
         case State.Done: {
           this.excessBytes += data.length;
+          this.handler.onExcess?.(data);
           data = EMPTY;
           break;
         }

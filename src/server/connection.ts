@@ -22,13 +22,16 @@ export interface ConnectionContext {
   readonly headerTimeout?: number;
   /** ms of silence allowed between two pieces of the body; 0 disables. */
   readonly bodyTimeout?: number;
+  /** ms a response write may stay stalled (the peer reads nothing) before the connection is closed; 0 disables. */
+  readonly sendTimeout?: number;
   /** Told when each request starts and ends (a worker's request count, in-flight table and heartbeat). */
   readonly tracker?: RequestTracker;
 }
 
 export interface RequestTracker {
   start(method: string, uri: string): number;
-  end(token: number): void;
+  /** `status`: what the peer was answered (0: nothing); `bytes`: written to the peer. */
+  end(token: number, status?: number, bytes?: number): void;
 }
 
 /** The request body as the app reads it: pauses the socket when the app does not keep up. */
@@ -49,6 +52,11 @@ class ConnectionExchange implements Exchange {
    * measurable share of a small request's cost (bench/README.md). */
   private stream: BodyStream | undefined;
   private controller: AbortController | undefined;
+  /** Bytes that came after the head of an Upgrade request, until takeOver(). */
+  early: Buffer[] | undefined;
+  takenOver = false;
+  /** Set by the connection: detaches its listeners and timers from the socket. */
+  detach: () => void = () => {};
 
   constructor(
     readonly socket: Socket,
@@ -58,6 +66,7 @@ class ConnectionExchange implements Exchange {
     readonly method: string,
     /** REQUEST_URI, else PATH_INFO (for logs and the in-flight table), found once at the head. */
     readonly uri: string | undefined,
+    readonly upgrade: boolean,
   ) {
     this.modifier1 = head.modifier1;
     this.modifier2 = head.modifier2;
@@ -91,6 +100,15 @@ class ConnectionExchange implements Exchange {
     return this.controller.signal;
   }
 
+  takeOver(): Buffer {
+    if (this.takenOver) throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: 'the connection was already taken over' });
+    this.takenOver = true;
+    this.detach();
+    const early = this.early ?? [];
+    this.early = undefined;
+    return early.length === 1 ? early[0]! : Buffer.concat(early);
+  }
+
   abort(reason: unknown): void {
     this.controller?.abort(reason);
     if (this.controller === undefined) this.controller = abortedController(reason);
@@ -120,20 +138,36 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
           // Method and URI in one pass over the vars (the first of each, as nginx sends one).
           let method = '';
           let uri: string | undefined;
+          let upgrade = false;
           const vars = head.vars;
           for (let i = 0; i < vars.length; i += 2) {
             const name = vars[i]!;
             if (name.length === 14 && method === '' && name === 'REQUEST_METHOD') method = vars[i + 1]!;
             else if (name.length === 11 && uri === undefined && name === 'REQUEST_URI') uri = vars[i + 1]!;
+            else if (name.length === 12 && name === 'HTTP_UPGRADE') upgrade = true;
           }
           if (method === '') method = 'GET';
           uri ??= getVar(vars, 'PATH_INFO');
-          exchange = new ConnectionExchange(socket, head, ctx.log, ctx.multiprocess, method, uri);
+          // An Upgrade with a body is not a protocol switch this server can hand over (WebSocket has none).
+          upgrade &&= head.contentLength === 0;
+          const ex = new ConnectionExchange(socket, head, ctx.log, ctx.multiprocess, method, uri, upgrade);
+          exchange = ex;
           if (phaseTimer !== undefined) clearTimeout(phaseTimer);
           phaseTimer = head.contentLength > 0 && ctx.bodyTimeout ? setTimeout(bodyTimedOut, ctx.bodyTimeout) : undefined;
           if (ctx.tracker) token = ctx.tracker.start(method, uri ?? '');
-          if (ctx.requestTimeout) timer = setTimeout(timeOut, ctx.requestTimeout, exchange);
-          run(exchange);
+          if (ctx.requestTimeout) timer = setTimeout(timeOut, ctx.requestTimeout, ex);
+          if (ctx.sendTimeout) {
+            socket.setTimeout(ctx.sendTimeout);
+            socket.on('timeout', sendTimedOut);
+          }
+          if (upgrade) {
+            // The app runs once this chunk is decoded, so that tunnel bytes that came with the head are in `early`.
+            ex.early = [];
+            ex.detach = () => detach(ex);
+            queueMicrotask(() => run(ex));
+          } else {
+            run(ex);
+          }
         },
         onBody(chunk) {
           phaseTimer?.refresh();
@@ -143,6 +177,9 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
           if (phaseTimer !== undefined) clearTimeout(phaseTimer);
           phaseTimer = undefined;
           exchange!.bodyIfMade?.push(null);
+        },
+        onExcess(chunk) {
+          exchange?.early?.push(Buffer.from(chunk));
         },
       },
       ctx.limits,
@@ -180,7 +217,7 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
     socket.on('close', () => {
       if (phaseTimer !== undefined) clearTimeout(phaseTimer);
       if (timer !== undefined) clearTimeout(timer);
-      if (exchange !== undefined && !responseDone) {
+      if (exchange !== undefined && !responseDone && !exchange.takenOver) {
         ctx.log.debug('peer closed the connection before the response was complete');
         exchange.abort(new Error('the peer closed the connection'));
         if (exchange.bodyIfMade && !exchange.bodyIfMade.readableEnded) exchange.bodyIfMade.destroy();
@@ -226,6 +263,34 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
           finish(ex);
         },
       );
+    }
+
+    /** Upgrade: the app owns the socket from here; only 'close' (which ends the exchange) stays ours. */
+    function detach(ex: ConnectionExchange): void {
+      socket.off('data', onData);
+      if (timer !== undefined) clearTimeout(timer);
+      timer = undefined;
+      if (ctx.sendTimeout) {
+        socket.off('timeout', sendTimedOut);
+        socket.setTimeout(0);
+      }
+      ex.status = 101;
+    }
+
+    /**
+     * --send-timeout: Node's socket timer fires after that long without a read or a write starting or
+     * completing, and Node itself holds it back while one big write is still making partial progress (it compares
+     * the bytes queued in libuv with the last firing: net.js _onTimeout). With response bytes still waiting, the
+     * peer has taken nothing for that long: the connection is closed and the app told through its signal.
+     * Without, the app is just slow to produce (--request-timeout's business); any later write re-arms the timer.
+     */
+    function sendTimedOut(): void {
+      const pending = socket.writableLength;
+      if (pending === 0 || socket.destroyed) return;
+      const err = new UwsgiError('ERR_SEND_TIMEOUT', { seconds: ctx.sendTimeout! / 1000, pending });
+      ctx.log.warn({ code: err.code, method: exchange?.method, uri: exchange?.uri, pending }, err.message);
+      exchange?.abort(err);
+      socket.destroy();
     }
 
     /** --header-timeout: no request exists yet, so nothing to answer; the peer is logged and let go. */
@@ -274,8 +339,8 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
       if (responseDone) return;
       responseDone = true;
       if (timer !== undefined) clearTimeout(timer);
-      if (ctx.tracker) ctx.tracker.end(token);
       if (ex.status === 0) ex.status = ex.response.status;
+      if (ctx.tracker) ctx.tracker.end(token, ex.status, socket.bytesWritten);
       if (ctx.accessLog) {
         const remote = getVar(ex.vars, 'REMOTE_ADDR');
         ctx.log.info(

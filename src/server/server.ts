@@ -23,6 +23,7 @@ export interface ServerConfig {
   readonly requestTimeout?: number;
   readonly headerTimeout?: number;
   readonly bodyTimeout?: number;
+  readonly sendTimeout?: number;
   readonly tracker?: RequestTracker;
   /** TCP peers allowed (loopback always is); undefined allows every peer (Unix sockets, tests). */
   readonly allowList?: BlockList;
@@ -51,6 +52,7 @@ export function createServer(config: ServerConfig): UwsgiServer {
     requestTimeout: config.requestTimeout ?? 0,
     headerTimeout: config.headerTimeout ?? 0,
     bodyTimeout: config.bodyTimeout ?? 0,
+    sendTimeout: config.sendTimeout ?? 0,
     tracker: config.tracker,
   };
 

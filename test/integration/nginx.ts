@@ -19,8 +19,8 @@ const NGINX_READY_TIMEOUT = 15_000;
 const STOP_TIMEOUT = 10_000;
 const IO_TIMEOUT = 30_000;
 
-// The shipped site files' placeholders: each must occur exactly once, or the test config would silently drift
-// from what users copy.
+// The shipped site files' placeholders: the listen port exactly once; the include and the upstream in every
+// location (at least once), or the test config would silently drift from what users copy.
 const LISTEN = /^([ \t]*listen[ \t]+)80;/m;
 const INCLUDE = /^([ \t]*include[ \t]+)\/etc\/nginx\/node-uwsgi\/uwsgi_params;/m;
 const UPSTREAM = {
@@ -315,17 +315,18 @@ export interface NginxOptions {
 export function siteConfig(transport: Transport, port: number, upstream: string): string {
   const file = join(ROOT, 'nginx', transport === 'unix' ? 'site-unix.conf' : 'site-tcp.conf');
   let site = readFileSync(file, 'utf8');
-  const substitutions: Array<[RegExp, string]> = [
-    [LISTEN, `127.0.0.1:${port};`],
-    [INCLUDE, `${join(ROOT, 'nginx/uwsgi_params')};`],
-    [UPSTREAM[transport], `${transport === 'unix' ? `unix:${upstream}` : upstream};`],
+  const substitutions: Array<[RegExp, string, 'once' | 'each']> = [
+    [LISTEN, `127.0.0.1:${port};`, 'once'],
+    [INCLUDE, `${join(ROOT, 'nginx/uwsgi_params')};`, 'each'],
+    [UPSTREAM[transport], `${transport === 'unix' ? `unix:${upstream}` : upstream};`, 'each'],
   ];
-  for (const [pattern, value] of substitutions) {
-    const count = site.match(new RegExp(pattern.source, 'gm'))?.length ?? 0;
-    if (count !== 1) {
-      throw new Error(`${file}: expected exactly one line matching ${pattern} (found ${count}); update the harness with the file`);
+  for (const [pattern, value, times] of substitutions) {
+    const all = new RegExp(pattern.source, 'gm');
+    const count = site.match(all)?.length ?? 0;
+    if (times === 'once' ? count !== 1 : count < 1) {
+      throw new Error(`${file}: expected ${times === 'once' ? 'exactly one line' : 'lines'} matching ${pattern} (found ${count}); update the harness with the file`);
     }
-    site = site.replace(pattern, (_whole, directive: string) => `${directive}${value}`);
+    site = site.replace(all, (_whole, directive: string) => `${directive}${value}`);
   }
   return site;
 }
