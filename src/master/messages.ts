@@ -34,7 +34,28 @@ export type InflightEntry = [string, string, number];
 export type WorkerMessage =
   | { t: 'ready'; app: ReadyInfo; bootMs: number }
   | { t: 'boot-failed'; code: string | undefined; message: string }
-  | { t: 'hb'; requests: number; rss: number; inflight: InflightEntry[] };
+  | { t: 'hb'; requests: number; rss: number; inflight: InflightEntry[]; stats?: WorkerStats };
+
+/** A worker's counters since it started, on each heartbeat (src/ops/stats.ts RequestCounters; --stats, --metrics). */
+export interface WorkerStats {
+  exceptions: number;
+  /** Response bytes written. */
+  tx: number;
+  /** µs: uWSGI's running average of response times. */
+  avgRt: number;
+  /** µs spent in requests. */
+  runningTime: number;
+  /** Virtual memory size, bytes (0 where /proc is missing). */
+  vsz: number;
+  /** Requests in flight. */
+  busy: number;
+  /** Finished requests by status class (STATUS_CLASSES). */
+  statuses: number[];
+  /** Non-cumulative latency counts per LATENCY_BUCKETS bound, then +Inf. */
+  buckets: number[];
+  /** Seconds. */
+  latencySum: number;
+}
 
 export type MasterMessage = { t: 'drain' };
 

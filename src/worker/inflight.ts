@@ -1,6 +1,7 @@
 // The worker's table of requests in flight, kept in a SharedArrayBuffer so that the watchdog thread can read it
 // while the event loop is blocked: that is exactly when the master needs to know what the worker was doing.
 // Writing a slot costs a few hundred nanoseconds per request; no message leaves the process per request.
+import { RequestCounters } from '../ops/stats.js';
 import type { RequestTracker } from '../server/connection.js';
 
 export const SLOTS = 64;
@@ -23,6 +24,14 @@ export class InflightTable implements RequestTracker {
   readonly buffer: SharedArrayBuffer;
   /** Requests finished since the worker started. */
   requests = 0;
+  /** Requests in flight. */
+  busy = 0;
+  /** Statuses, bytes and latencies of finished requests (--stats, --metrics). */
+  readonly counters = new RequestCounters();
+  /** performance.now() at each slot's start; requests beyond the slots get tokens from SLOTS up, timed here. */
+  private readonly t0 = new Float64Array(SLOTS);
+  private readonly overflow = new Map<number, number>();
+  private nextOverflow = SLOTS;
   private readonly header: Int32Array;
   private readonly flags: Int32Array;
   private readonly lengths: Int32Array;
@@ -49,11 +58,15 @@ export class InflightTable implements RequestTracker {
   }
 
   start(method: string, uri: string): number {
+    this.busy++;
     const slot = this.free.pop();
     if (slot === undefined) {
       Atomics.add(this.header, 1, 1);
-      return -1;
+      const token = this.nextOverflow++;
+      this.overflow.set(token, performance.now());
+      return token;
     }
+    this.t0[slot] = performance.now();
     this.methods[slot] = method;
     this.uris[slot] = uri;
     this.started[slot] = Date.now();
@@ -70,10 +83,15 @@ export class InflightTable implements RequestTracker {
   onThreshold: (() => void) | undefined;
   threshold = 0;
 
-  end(token: number): void {
+  /** `status` 0: the request ended without one; `bytes`: what was written to the peer. */
+  end(token: number, status = 0, bytes = 0): void {
+    this.busy--;
+    const t0 = token < SLOTS ? this.t0[token] : this.overflow.get(token);
+    if (t0 !== undefined) this.counters.record(status, bytes, (performance.now() - t0) * 1000);
     if (++this.requests === this.threshold) this.onThreshold?.();
-    if (token < 0) {
+    if (token < 0 || token >= SLOTS) {
       Atomics.sub(this.header, 1, 1);
+      this.overflow.delete(token);
       return;
     }
     if (this.shared) Atomics.store(this.flags, token, 0);
