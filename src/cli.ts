@@ -4,17 +4,19 @@
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
-import pino from 'pino';
-import { isUwsgiError } from './errors.js';
+import { configPath, formatConfig, readConfigFile, resolveConfig } from './config.js';
+import { UwsgiError, isUwsgiError } from './errors.js';
+import { createLogger } from './log.js';
 import { OPTIONS, defaultOptions, type Options } from './options.js';
 import { runMaster } from './master/master.js';
+import { activateSockets } from './ops/activation.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
 export function buildProgram(): Command {
   const program = new Command('node-uwsgi')
     .description('Serve a Node.js app (WSGI-style, (req, res) or fetch) over the uwsgi protocol, behind nginx or Apache')
-    .argument('<app>', 'module path or package, optionally :export or :factory() (e.g. ./app.js, ./app.mjs:handler)')
+    .argument('[app]', 'module path or package, optionally :export or :factory() (e.g. ./app.js, ./app.mjs:handler); else app = in the --config file or NODE_UWSGI_APP')
     .version(pkg.version, '-v, --version')
     .showHelpAfterError()
     .exitOverride();
@@ -30,7 +32,7 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** Options from parsed flags, defaults for the rest. */
+/** Options from parsed flags, defaults for the rest (without the environment or a config file: see config.ts). */
 export function optionsFrom(parsed: Record<string, unknown>): Options {
   const options = defaultOptions() as unknown as Record<string, unknown>;
   for (const spec of OPTIONS) {
@@ -61,22 +63,40 @@ export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
   let options: Options;
   let spec: string;
+  let logging: ReturnType<typeof createLogger>;
   try {
     program.parse(argv);
-    options = optionsFrom(program.opts());
-    spec = program.args[0]!;
+    // Precedence: command line > NODE_UWSGI_* > the config file > defaults (config.ts). commander leaves an
+    // option undefined unless its flag is given, so what it returns is the command line's alone.
+    const cli = program.opts();
+    const path = configPath(cli, process.env);
+    const resolved = resolveConfig({
+      cli,
+      cliApp: program.args[0],
+      env: process.env,
+      file: path === undefined ? undefined : readConfigFile(path),
+    });
+    if (resolved.options.printConfig) {
+      process.stdout.write(formatConfig(resolved));
+      return 0;
+    }
+    if (resolved.app === undefined) throw new UwsgiError('ERR_CONFIG_NO_APP');
+    options = resolved.options;
+    spec = resolved.app;
+    logging = createLogger(options, { pid: process.pid, role: 'master' });
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode;
-    process.stderr.write(`node-uwsgi: ${(err as Error).message}\n`);
+    process.stderr.write(`node-uwsgi: ${(err as Error).message}${isUwsgiError(err) ? ` (${err.code})` : ''}\n`);
     return 2;
   }
 
-  const log = pino({ level: options.logLevel, base: { pid: process.pid, role: 'master' } });
+  const { log } = logging;
   // A stray error in the master must be seen, and must not take the workers' requests down.
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled promise rejection in the master'));
   process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception in the master'));
   try {
-    return await runMaster({ spec, cwd: process.cwd(), options, log });
+    // systemd's sockets (LISTEN_FDS), when it passed some, take the place of --socket.
+    return await runMaster({ spec, cwd: process.cwd(), options: activateSockets(options, log), log, reopenLog: logging.reopen });
   } catch (err) {
     const code = isUwsgiError(err) ? err.code : undefined;
     log.fatal({ err, code }, 'cannot start');

@@ -98,6 +98,11 @@ describe('socket.io through nginx', () => {
     await stack?.stop();
   });
 
+  /** socket.io's emitters are not Node EventEmitters: once() from node:events does not take them. */
+  function event(emitter: { once(name: string, fn: () => void): unknown }, name: string): Promise<void> {
+    return new Promise((resolve) => emitter.once(name, () => resolve()));
+  }
+
   async function echo(client: IoSocket, payload: unknown): Promise<{ payload: unknown; transport: string }> {
     return (await client.timeout(10_000).emitWithAck('echo', payload)) as { payload: unknown; transport: string };
   }
@@ -105,7 +110,7 @@ describe('socket.io through nginx', () => {
   it('the WebSocket transport: acknowledged events round-trip', async () => {
     const client = ioClient(stack.url(''), { transports: ['websocket'], reconnection: false });
     try {
-      await once(client, 'connect');
+      await event(client, 'connect');
       expect(await echo(client, { n: 1 })).toEqual({ payload: { n: 1 }, transport: 'websocket' });
     } finally {
       client.close();
@@ -115,9 +120,9 @@ describe('socket.io through nginx', () => {
   it('long-polling first (plain requests), then the upgrade to WebSocket', async () => {
     const client = ioClient(stack.url(''), { reconnection: false });
     try {
-      await once(client, 'connect');
+      await event(client, 'connect');
       expect((await echo(client, 'first')).payload).toBe('first');
-      if (client.io.engine.transport.name !== 'websocket') await once(client.io.engine, 'upgrade');
+      if (client.io.engine.transport.name !== 'websocket') await event(client.io.engine, 'upgrade');
       expect(await echo(client, 'after upgrade')).toEqual({ payload: 'after upgrade', transport: 'websocket' });
     } finally {
       client.close();
