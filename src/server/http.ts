@@ -1,0 +1,448 @@
+// --http: a plain HTTP/1.1 listener beside the uwsgi sockets, for development and health checks (uWSGI's
+// --http-socket), not an edge server. node:http parses each request; its vars are built as nginx's
+// uwsgi_params builds them (nginx/uwsgi_params), and the exchange then runs exactly as a uwsgi one: the
+// adapters write a complete HTTP/1.1 response with `Connection: close` to the raw socket, as they do towards
+// nginx, so one request per connection and no chunked framing, whatever the interface.
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { Readable } from 'node:stream';
+import { unlinkSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { isUwsgiError, statusOf, UwsgiError } from '../errors.js';
+import type { Exchange, ExchangeHandler } from '../exchange.js';
+import { formatSocketAddress, type SocketAddress } from '../options.js';
+import { simpleResponse, type RequestTracker } from './connection.js';
+import { listenOn } from './listen.js';
+import { SocketResponse } from './response.js';
+
+/** A request as the client sent it, from which the uwsgi vars are built. Strings are latin1 (one char a byte). */
+export interface HttpRequestShape {
+  readonly method: string;
+  /** The request target: origin-form (/path?query), absolute-form or `*`. */
+  readonly target: string;
+  /** "1.1", "1.0". */
+  readonly httpVersion: string;
+  /** Header lines in arrival order, names as sent. */
+  readonly headers: ReadonlyArray<readonly [string, string]>;
+  /** The body's length, or undefined for a request without one. */
+  readonly contentLength: number | undefined;
+  readonly remoteAddress?: string | undefined;
+  readonly remotePort?: number | undefined;
+  readonly serverName: string;
+  readonly serverPort: string;
+}
+
+/**
+ * The vars nginx sends for such a request with the shipped uwsgi_params, in its order: QUERY_STRING,
+ * REQUEST_METHOD, CONTENT_TYPE, CONTENT_LENGTH, REQUEST_URI, PATH_INFO (decoded, normalised), SERVER_PROTOCOL,
+ * REQUEST_SCHEME, REMOTE_ADDR, REMOTE_PORT, SERVER_PORT, SERVER_NAME, then every header as HTTP_<NAME>. HTTPS
+ * is absent (plain HTTP; if_not_empty). Header names with an underscore are dropped, as nginx's
+ * ignore_invalid_headers does: X_Forwarded_For and X-Forwarded-For would otherwise both become one var.
+ */
+export function cgiVars(req: HttpRequestShape): string[] {
+  const { path, query } = splitTarget(req.target);
+  let contentType = '';
+  for (const [name, value] of req.headers) {
+    if (contentType === '' && name.length === 12 && name.toLowerCase() === 'content-type') contentType = value;
+  }
+  const vars = [
+    'QUERY_STRING', query,
+    'REQUEST_METHOD', req.method,
+    'CONTENT_TYPE', contentType,
+    'CONTENT_LENGTH', req.contentLength === undefined ? '' : String(req.contentLength),
+    'REQUEST_URI', req.target,
+    'PATH_INFO', documentUri(path),
+    'SERVER_PROTOCOL', `HTTP/${req.httpVersion}`,
+    'REQUEST_SCHEME', 'http',
+  ];
+  if (req.remoteAddress !== undefined) vars.push('REMOTE_ADDR', req.remoteAddress);
+  if (req.remotePort !== undefined) vars.push('REMOTE_PORT', String(req.remotePort));
+  vars.push('SERVER_PORT', req.serverPort, 'SERVER_NAME', req.serverName);
+  for (const [name, value] of req.headers) {
+    if (!HEADER_NAME.test(name)) continue;
+    vars.push('HTTP_' + name.toUpperCase().replaceAll('-', '_'), value);
+  }
+  return vars;
+}
+
+// What nginx accepts as a header name by default (ignore_invalid_headers on, underscores_in_headers off).
+const HEADER_NAME = /^[A-Za-z0-9-]+$/;
+
+/** Path and query of a request target; absolute-form (a proxy-style request) is reduced to its path. */
+function splitTarget(target: string): { path: string; query: string } {
+  let rest = target;
+  if (!rest.startsWith('/')) {
+    const match = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i.exec(rest);
+    rest = match ? rest.slice(match[0].length) || '/' : '/';
+  }
+  const hash = rest.indexOf('#');
+  if (hash !== -1) rest = rest.slice(0, hash);
+  const mark = rest.indexOf('?');
+  return mark === -1 ? { path: rest, query: '' } : { path: rest.slice(0, mark), query: rest.slice(mark + 1) };
+}
+
+/**
+ * nginx's $document_uri: the path percent-decoded to bytes (a latin1 string), slashes merged, `.` and `..`
+ * segments resolved (never above the root). Invalid escapes are kept as they are.
+ */
+export function documentUri(path: string): string {
+  const decoded = path.includes('%')
+    ? path.replace(/%([0-9A-Fa-f]{2})/g, (_whole, hex: string) => String.fromCharCode(parseInt(hex, 16)))
+    : path;
+  const out: string[] = [];
+  const segments = decoded.split('/');
+  for (let i = 1; i < segments.length; i++) {
+    const segment = segments[i]!;
+    const last = i === segments.length - 1;
+    if (segment === '' || segment === '.') {
+      if (last) out.push('');
+      continue;
+    }
+    if (segment === '..') {
+      out.pop();
+      if (last) out.push('');
+      continue;
+    }
+    out.push(segment);
+  }
+  return '/' + out.join('/');
+}
+
+export interface HttpListenerConfig {
+  readonly handler: ExchangeHandler;
+  readonly log: Logger;
+  /** Largest request body (--max-body-size); 0 disables. */
+  readonly maxBodySize: number;
+  readonly accessLog?: boolean;
+  readonly multiprocess?: boolean;
+  readonly chmodSocket?: number | undefined;
+  /** In a cluster worker: the master owns the listening sockets. */
+  readonly shared?: boolean;
+  /** ms before a request whose response has not started gets a 504; 0 disables. */
+  readonly requestTimeout?: number;
+  /** ms a client has to send the request head; 0 leaves node:http's default. */
+  readonly headerTimeout?: number;
+  readonly tracker?: RequestTracker;
+}
+
+export interface HttpListener {
+  listen(addresses: readonly SocketAddress[]): Promise<void>;
+  /** Stops accepting and waits for the requests in flight. */
+  close(): Promise<void>;
+  readonly servers: readonly http.Server[];
+}
+
+/** How long a refused request's unread body may keep its connection open (nginx's lingering close). */
+const LINGER_MS = 5000;
+
+export function createHttpListener(config: HttpListenerConfig): HttpListener {
+  const servers: http.Server[] = [];
+  const unixPaths: string[] = [];
+  const inflight = new Set<Promise<void>>();
+  /** Sockets with a request being served: a pipelined second request on one is not served (we close after). */
+  const busy = new WeakSet<Socket>();
+
+  const track = (done: Promise<void>): void => {
+    inflight.add(done);
+    void done.then(() => inflight.delete(done));
+  };
+
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    const socket = req.socket;
+    if (busy.has(socket)) {
+      req.resume();
+      return;
+    }
+    busy.add(socket);
+    // The adapters write to the raw socket, as towards nginx: node:http's own response stays unused.
+    res.detachSocket(socket);
+    track(serve(req, socket, Buffer.alloc(0), false));
+  };
+
+  const onUpgrade = (req: IncomingMessage, socket: Socket, head: Buffer): void => {
+    busy.add(socket);
+    track(serve(req, socket, head, true));
+  };
+
+  function serve(req: IncomingMessage, socket: Socket, head: Buffer, upgrade: boolean): Promise<void> {
+    return serveHttpRequest(req, socket, head, upgrade, config).catch((err: unknown) => {
+      config.log.error({ err, code: codeOf(err) }, 'HTTP request failed');
+      socket.destroy();
+    });
+  }
+
+  // `Expect: 100-continue`: a body over --max-body-size is refused before the client sends it.
+  const onCheckContinue = (req: IncomingMessage, res: ServerResponse): void => {
+    const length = Number(req.headers['content-length']);
+    if (!(config.maxBodySize > 0 && length > config.maxBodySize)) res.writeContinue();
+    onRequest(req, res);
+  };
+
+  return {
+    servers,
+    async listen(addresses) {
+      try {
+        for (const address of addresses) {
+          const server = http.createServer({
+            // Timeouts of our own (--request-timeout); node's 300 s request timeout would cut long uploads.
+            requestTimeout: 0,
+            headersTimeout: config.headerTimeout || 60_000,
+            noDelay: true,
+          });
+          server.on('request', onRequest);
+          server.on('upgrade', onUpgrade);
+          server.on('checkContinue', onCheckContinue);
+          servers.push(server);
+          await listenOn(server, address, config.chmodSocket, config.shared);
+          if (address.kind === 'unix' && !config.shared) unixPaths.push(address.path);
+          config.log[config.shared ? 'debug' : 'info']({ address: formatSocketAddress(address), protocol: 'http' }, 'listening');
+        }
+      } catch (err) {
+        await this.close();
+        throw err;
+      }
+    },
+    async close() {
+      await Promise.all(
+        servers.map(
+          (server) =>
+            new Promise<void>((resolve) => {
+              if (!server.listening) return resolve();
+              server.close(() => resolve());
+              server.closeIdleConnections();
+            }),
+        ),
+      );
+      for (const path of unixPaths) {
+        try {
+          unlinkSync(path);
+        } catch {
+          // Already gone.
+        }
+      }
+      await Promise.all(inflight);
+    },
+  };
+}
+
+class HttpExchange implements Exchange {
+  readonly modifier1 = 0;
+  readonly modifier2 = 0;
+  status = 0;
+  readonly response: SocketResponse;
+  readonly controller = new AbortController();
+  takenOver = false;
+
+  constructor(
+    readonly vars: string[],
+    readonly contentLength: number,
+    readonly body: Readable,
+    readonly log: Logger,
+    readonly socket: Socket,
+    readonly multiprocess: boolean,
+    readonly upgrade: boolean,
+    method: string,
+    private readonly head: Buffer,
+  ) {
+    this.response = new SocketResponse(socket, method);
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  takeOver(): Buffer {
+    if (this.takenOver) throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: 'the connection was already taken over' });
+    this.takenOver = true;
+    this.status = 101;
+    return this.head;
+  }
+}
+
+/** Serves one request of the HTTP listener; resolves once its connection is closed. Never rejects. */
+async function serveHttpRequest(
+  req: IncomingMessage,
+  socket: Socket,
+  head: Buffer,
+  upgrade: boolean,
+  config: HttpListenerConfig,
+): Promise<void> {
+  const started = process.hrtime.bigint();
+  const closed = new Promise<void>((resolve) => (socket.destroyed ? resolve() : socket.once('close', () => resolve())));
+  socket.on('error', (err: NodeJS.ErrnoException) => config.log.debug({ err, code: err.code }, 'connection error'));
+  const method = req.method ?? 'GET';
+  const uri = req.url ?? '/';
+  const limit = config.maxBodySize;
+
+  const headers: Array<[string, string]> = [];
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) headers.push([raw[i]!, raw[i + 1]!]);
+  const declared = req.headers['content-length'];
+  const chunked = req.headers['transfer-encoding'] !== undefined;
+  let length: number | undefined = declared === undefined || chunked ? undefined : Number(declared);
+  let body: Readable = req;
+
+  const refuse = (status: number, err: UwsgiError): Promise<void> => {
+    config.log.warn({ code: err.code, method, uri }, err.message);
+    socket.end(simpleResponse(status, `${err.message}\n`));
+    // Lingering close, as nginx does: the client gets to read the answer before its unsent body resets it.
+    req.resume();
+    const linger = setTimeout(() => socket.destroy(), LINGER_MS);
+    void closed.then(() => clearTimeout(linger));
+    logAccess(status);
+    return closed;
+  };
+
+  function logAccess(status: number): void {
+    if (!config.accessLog) return;
+    config.log.info(
+      {
+        method,
+        uri,
+        status,
+        bytes: socket.bytesWritten,
+        duration: Number(process.hrtime.bigint() - started) / 1e6,
+        remote: socket.remoteAddress,
+        protocol: 'http',
+      },
+      'request',
+    );
+  }
+
+  if (length !== undefined && limit > 0 && length > limit) {
+    return refuse(413, new UwsgiError('ERR_BODY_TOO_LARGE', { length, limit }));
+  }
+  if (chunked && !upgrade) {
+    const whole = await readWhole(req, socket, limit);
+    if (whole === 'too large') {
+      return refuse(413, new UwsgiError('ERR_BODY_TOO_LARGE', { length: `more than ${limit}`, limit }));
+    }
+    if (whole === undefined) {
+      config.log.debug('peer closed the connection before the request body was complete');
+      socket.destroy();
+      return closed;
+    }
+    length = whole.length;
+    body = Readable.from(whole.length === 0 ? [] : [whole]);
+  }
+
+  const local = socket.localAddress;
+  const host = req.headers.host;
+  const vars = cgiVars({
+    method,
+    target: uri,
+    httpVersion: req.httpVersion,
+    headers: chunked && length !== undefined ? headers.filter(([name]) => name.toLowerCase() !== 'transfer-encoding') : headers,
+    contentLength: length,
+    remoteAddress: socket.remoteAddress,
+    remotePort: socket.remotePort,
+    serverName: host !== undefined ? hostName(host) : local ?? 'localhost',
+    serverPort: socket.localPort !== undefined ? String(socket.localPort) : '80',
+  });
+  if (chunked && length !== undefined) vars.push('HTTP_CONTENT_LENGTH', String(length));
+  const contentLength = length ?? 0;
+  if (contentLength === 0 && body === req) {
+    body = Readable.from([]);
+    req.resume();
+  }
+
+  const exchange = new HttpExchange(
+    vars,
+    contentLength,
+    body,
+    config.log,
+    socket,
+    config.multiprocess ?? false,
+    upgrade && contentLength === 0,
+    method,
+    head,
+  );
+  const token = config.tracker ? config.tracker.start(method, uri) : -1;
+  let responseDone = false;
+  let timer: NodeJS.Timeout | undefined;
+  if (config.requestTimeout) {
+    timer = setTimeout(() => {
+      if (responseDone || exchange.response.headersSent || exchange.status !== 0 || socket.bytesWritten > 0 || socket.destroyed) return;
+      const err = new UwsgiError('ERR_REQUEST_TIMEOUT', { seconds: config.requestTimeout! / 1000 });
+      exchange.status = 504;
+      config.log.warn({ code: err.code, method, uri, timeoutMs: config.requestTimeout }, err.message);
+      exchange.controller.abort(err);
+      socket.end(simpleResponse(504, 'Gateway Timeout: the app did not answer in time\n'));
+    }, config.requestTimeout);
+  }
+  void closed.then(() => {
+    if (timer !== undefined) clearTimeout(timer);
+    if (!responseDone && !exchange.takenOver) {
+      exchange.controller.abort(new Error('the peer closed the connection'));
+      if (!body.readableEnded) body.destroy();
+    }
+  });
+
+  try {
+    await config.handler(exchange);
+  } catch (err) {
+    if (socket.destroyed) {
+      config.log.debug({ err }, 'app failed after the peer closed the connection');
+    } else if (!exchange.response.headersSent && exchange.status === 0 && socket.bytesWritten === 0) {
+      const status = statusOf(err);
+      exchange.status = status;
+      config.log.error({ err, code: codeOf(err), uri }, 'app failed before the response started');
+      socket.write(simpleResponse(status, status === 500 ? 'Internal Server Error\n' : `${(err as Error).message}\n`));
+    } else {
+      config.log.error({ err, code: codeOf(err), uri }, 'app failed after the response started: connection cut');
+      socket.destroy();
+    }
+  }
+  responseDone = true;
+  if (timer !== undefined) clearTimeout(timer);
+  if (exchange.status === 0) exchange.status = exchange.response.status;
+  if (config.tracker) config.tracker.end(token, exchange.status, socket.bytesWritten);
+  logAccess(exchange.status);
+  if (!socket.destroyed && !exchange.takenOver) {
+    // The body the app left unread is drained first, so that the client reads the response, not a reset.
+    if (contentLength > 0 && !body.readableEnded) {
+      body.on('error', () => {});
+      body.once('end', () => socket.end());
+      body.resume();
+    } else {
+      socket.end();
+    }
+  }
+  return closed;
+}
+
+/** A chunked body, read whole (nginx buffers it too: CONTENT_LENGTH must be known before the app runs). */
+function readWhole(req: IncomingMessage, socket: Socket, limit: number): Promise<Buffer | 'too large' | undefined> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let received = 0;
+    const done = (value: Buffer | 'too large' | undefined): void => {
+      req.off('data', onData);
+      socket.off('close', onClose);
+      resolve(value);
+    };
+    const onData = (chunk: Buffer): void => {
+      received += chunk.length;
+      if (limit > 0 && received > limit) done('too large');
+      else chunks.push(chunk);
+    };
+    const onClose = (): void => done(undefined);
+    req.on('data', onData);
+    req.once('end', () => done(Buffer.concat(chunks)));
+    req.once('error', () => done(undefined));
+    socket.once('close', onClose);
+  });
+}
+
+function hostName(host: string): string {
+  if (host.startsWith('[')) {
+    const end = host.indexOf(']');
+    return end === -1 ? host : host.slice(0, end + 1);
+  }
+  const colon = host.indexOf(':');
+  return colon === -1 ? host : host.slice(0, colon);
+}
+
+function codeOf(err: unknown): string {
+  return isUwsgiError(err) ? err.code : 'ERR_APP_EXCEPTION';
+}

@@ -1,0 +1,148 @@
+// `node-uwsgi nginx` (the real CLI, dist/cli.js): what it prints passes the real `nginx -t` for Unix and TCP
+// sockets, with and without --websocket, and an nginx started with it serves requests and WebSockets from a
+// running node-uwsgi.
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { nginxSize } from '../../src/commands/nginx.js';
+import { CLI, NGINX_BIN, ROOT, freePort, httpRequest, nginxConfig, requireNginx, startServer } from '../integration/nginx.js';
+
+function generate(args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const result = spawnSync(process.execPath, [CLI, 'nginx', ...args], { cwd: ROOT, encoding: 'utf8' });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** `nginx -t` on the printed block wrapped in an http{} context in `prefix`, as the test harness wraps the shipped files. */
+function nginxTest(prefix: string, site: string): { code: number | null; output: string } {
+  const conf = join(prefix, 'nginx.conf');
+  writeFileSync(conf, nginxConfig(prefix, site));
+  const result = spawnSync(NGINX_BIN, ['-t', '-p', prefix, '-c', conf, '-e', join(prefix, 'error.log')], { encoding: 'utf8' });
+  return { code: result.status, output: `${result.stdout}${result.stderr}` };
+}
+
+describe('node-uwsgi nginx', () => {
+  let dir: string;
+  beforeAll(() => {
+    requireNginx();
+    dir = mkdtempSync(join(tmpdir(), 'nu-nginx-gen-'));
+  });
+  afterAll(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const CASES = [
+    { name: 'unix', socket: 'unix:/run/app/app.sock', pass: 'uwsgi_pass unix:/run/app/app.sock;', websocket: undefined },
+    { name: 'unix + websocket', socket: 'unix:/run/app/app.sock', pass: 'uwsgi_pass unix:/run/app/app.sock;', websocket: '/socket/' },
+    { name: 'tcp', socket: '127.0.0.1:3031', pass: 'uwsgi_pass 127.0.0.1:3031;', websocket: undefined },
+    { name: 'tcp + websocket', socket: '127.0.0.1:3031', pass: 'uwsgi_pass 127.0.0.1:3031;', websocket: '/live/' },
+  ];
+
+  it.each(CASES)('prints a server block that passes nginx -t ($name)', ({ socket, pass, websocket }) => {
+    const args = ['--socket', socket, '--server-name', 'example.com www.example.com', '--max-body-size', '10m'];
+    if (websocket) args.push('--websocket', websocket);
+    const { code, stdout, stderr } = generate(args);
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    const params = join(ROOT, 'nginx/uwsgi_params');
+    expect(stdout).toContain(`include ${params};`);
+    expect(stdout).toContain(pass);
+    expect(stdout).toContain('server_name example.com www.example.com;');
+    expect(stdout).toContain('client_max_body_size 10m;');
+    expect(stdout).toContain('--max-body-size 10m');
+    expect(stdout).not.toMatch(/# EDIT/);
+    const locations = stdout.match(/^\s*location .*\{$/gm) ?? [];
+    expect(locations.map((l) => l.trim())).toEqual(websocket ? ['location / {', `location ${websocket} {`] : ['location / {']);
+    if (websocket) expect(stdout).toMatch(new RegExp(`location ${websocket} \\{[^}]*uwsgi_read_timeout 1h;`));
+    else expect(stdout).not.toContain('WebSocket');
+
+    const prefix = mkdtempSync(join(dir, 't-'));
+    const tested = nginxTest(prefix, stdout);
+    expect(tested.output).toContain('syntax is ok');
+    expect(tested.output).toContain('test is successful');
+    expect(tested.code).toBe(0);
+  });
+
+  it('refuses what nginx could not use, naming the option', () => {
+    for (const [args, option] of [
+      [['--socket', 'fd://3'], '--socket'],
+      [['--socket', 'nonsense'], 'nonsense'],
+      [['--websocket', 'ws'], '--websocket'],
+      [['--websocket', '/'], '--websocket'],
+      [['--server-name', 'a;b'], '--server-name'],
+      [['--listen', '80; evil'], '--listen'],
+      [['--max-body-size', '12q'], '--max-body-size'],
+    ] as const) {
+      const { code, stderr, stdout } = generate([...args]);
+      expect(code, args.join(' ')).toBe(2);
+      expect(stderr).toContain(option);
+      expect(stdout).toBe('');
+    }
+  });
+
+  it('writes sizes as nginx does', () => {
+    expect([0, 1000, 4096, 10 * 1024 * 1024, 3 * 1024 ** 3].map(nginxSize)).toEqual(['0', '1000', '4k', '10m', '3g']);
+  });
+
+  it('serves requests and WebSockets through an nginx started with the printed block', async () => {
+    const sock = join(dir, 'app.sock');
+    const server = await startServer({ app: 'ws-server.mjs', socket: `unix:${sock}`, args: ['--access-log'] });
+    const prefix = mkdtempSync(join(dir, 'run-'));
+    let nginx: ReturnType<typeof spawn> | undefined;
+    try {
+      let port = 0;
+      for (let attempt = 0; attempt < 3 && nginx === undefined; attempt++) {
+        port = await freePort();
+        const { code, stdout } = generate(['--socket', `unix:${sock}`, '--listen', `127.0.0.1:${port}`, '--server-name', 'localhost', '--websocket', '/ws/']);
+        expect(code).toBe(0);
+        const conf = join(prefix, 'nginx.conf');
+        writeFileSync(conf, nginxConfig(prefix, stdout));
+        const child = spawn(NGINX_BIN, ['-p', prefix, '-c', conf, '-e', join(prefix, 'error.log')], { stdio: 'ignore' });
+        if (await listening(port, child)) nginx = child;
+      }
+      expect(nginx, 'nginx started with the printed configuration').toBeDefined();
+
+      const res = await httpRequest(`http://127.0.0.1:${port}/through/nginx?q=1`);
+      expect(res.status).toBe(200);
+      expect(res.body.toString()).toBe('plain /through/nginx?q=1');
+      await server.waitForLog((line) => line.msg === 'request' && line.uri === '/through/nginx?q=1' && line.remote === '127.0.0.1');
+
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/ws/gen`);
+      const [first] = (await once(ws, 'message')) as [Buffer];
+      expect(JSON.parse(first.toString())).toMatchObject({ url: '/ws/gen' });
+      const echoed = once(ws, 'message') as Promise<[Buffer]>;
+      ws.send('through the generated block');
+      expect((await echoed)[0].toString()).toBe('through the generated block');
+      ws.close();
+      await once(ws, 'close');
+    } finally {
+      nginx?.kill('SIGTERM');
+      if (nginx && nginx.exitCode === null) await once(nginx, 'exit');
+      await server.stop();
+    }
+  });
+});
+
+/** Resolves true once nginx accepts on `port`, false if it exits first (the port was taken meanwhile). */
+async function listening(port: number, child: ReturnType<typeof spawn>): Promise<boolean> {
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) return false;
+    const ok = await new Promise<boolean>((resolve) => {
+      const probe = net.connect({ host: '127.0.0.1', port });
+      probe.once('connect', () => {
+        probe.destroy();
+        resolve(true);
+      });
+      probe.once('error', () => resolve(false));
+    });
+    if (ok) return true;
+    // Not yet bound: wait for nginx to exit or to bind, whichever comes first.
+    await Promise.race([once(child, 'exit'), new Promise((resolve) => setTimeout(resolve, 50))]);
+  }
+  return false;
+}
