@@ -84,6 +84,9 @@ export const ERRORS = {
     status: 504,
     message: 'the app had not started its response after --request-timeout {seconds}s: answered 504',
   },
+  ERR_SEND_TIMEOUT: {
+    message: 'the peer read nothing of the response for --send-timeout {seconds}s ({pending} bytes waiting): connection closed',
+  },
 
   ERR_WORKER_BLOCKED: {
     message: 'a worker\'s event loop was blocked longer than --harakiri {seconds}s: it was killed and replaced',
@@ -123,6 +126,42 @@ export const ERRORS = {
     message: 'socket {address} is in use by a live server: stop it, or choose another --socket',
   },
   ERR_SOCKET_LISTEN: { message: 'cannot listen on {address}: {detail}' },
+
+  // The config file, NODE_UWSGI_* and the logs (src/config.ts, src/log.ts)
+  ERR_CONFIG_FILE: { message: 'cannot read the config file {file}: {detail}' },
+  ERR_CONFIG_PARSE: { message: 'the config file {file} is not valid TOML at line {line}, column {column}: {detail}' },
+  ERR_CONFIG_UNKNOWN_KEY: {
+    message: 'unknown option {key} in {source}: {hint}',
+  },
+  ERR_CONFIG_VALUE: { message: 'invalid {key} in {source}: {detail}' },
+  ERR_CONFIG_NO_APP: {
+    message: 'no app given: pass it as the first argument (node-uwsgi ./app.js), as app = "./app.js" in the config file, or in NODE_UWSGI_APP',
+  },
+  ERR_LOG_FILE: { message: 'cannot open the log file {file}: {detail}' },
+
+  // Stats (src/ops/stats.ts, src/commands/top.ts)
+  ERR_STATS_UNAVAILABLE: {
+    message: 'cannot read stats from {address}: {detail}; is node-uwsgi running with --stats {address}?',
+  },
+
+  // systemd (src/ops/activation.ts, src/ops/systemd.ts)
+  ERR_LISTEN_FDS: {
+    message: 'socket activation: {detail}; check the ListenStream= lines of the socket unit (LISTEN_FDS, LISTEN_FDNAMES)',
+  },
+  ERR_SYSTEMD_NOTIFY: {
+    message: 'cannot notify systemd: {detail}; systemd-notify (package systemd) must be on PATH and the unit needs NotifyAccess=all',
+  },
+
+  // The uwsgi client, node-uwsgi request (src/commands/request.ts)
+  ERR_CLIENT_CONNECT: {
+    message: 'cannot connect to {address}: {detail}; is node-uwsgi running with --socket {address}?',
+  },
+  ERR_CLIENT_TIMEOUT: {
+    message: 'no complete response from {address} within --timeout {seconds}s ({received} bytes received)',
+  },
+  ERR_CLIENT_BAD_RESPONSE: {
+    message: 'the answer from {address} is not an HTTP response ({preview}): is it a uwsgi socket served by node-uwsgi?',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -12,6 +12,7 @@
 // NODE_UWSGI_SCHED=rr selects round-robin, for measuring.
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { formatSocketAddress, type Options } from '../options.js';
@@ -19,6 +20,11 @@ import { requireAllowList } from '../server/allow.js';
 import { prepareAddress, setSocketMode } from '../server/listen.js';
 import { WORKER_CONFIG_ENV, heartbeatInterval, isWorkerMessage, type MasterMessage, type ReadyInfo, type WorkerConfig } from './messages.js';
 import { Policy, type Action, type PolicyEvent } from './policy.js';
+import { MAX_DIRECTORIES, watchRoot, watchTree, type TreeWatcher } from './watch.js';
+import { StatsCollector, restartCause } from '../ops/stats.js';
+import { startOpsListeners } from '../ops/metrics.js';
+import { requireAllowListForFds, workerStdio } from '../ops/activation.js';
+import { createSystemdNotifier } from '../ops/systemd.js';
 
 const TICK_MS = 100;
 const BOOT_TIMEOUT_MS = 60_000;
@@ -34,6 +40,8 @@ export interface MasterConfig {
   cwd: string;
   options: Options;
   log: Logger;
+  /** Reopens --log-file (src/log.ts), on SIGUSR1; the workers get the signal passed on. */
+  reopenLog?: () => void;
 }
 
 export function workerCount(option: Options['workers']): number {
@@ -46,13 +54,17 @@ export async function runMaster(config: MasterConfig): Promise<number> {
   const started = process.hrtime.bigint();
   const workers = workerCount(options.workers);
   requireAllowList(options.socket, options.allowFrom);
+  requireAllowListForFds(options.socket, options.allowFrom);
   for (const address of options.socket) await prepareAddress(address);
+  for (const address of options.http ?? []) await prepareAddress(address);
 
   cluster.schedulingPolicy = process.env.NODE_UWSGI_SCHED === 'rr' ? cluster.SCHED_RR : cluster.SCHED_NONE;
   cluster.setupPrimary({
     exec: fileURLToPath(new URL('../worker/main.js', import.meta.url)),
     args: [],
     silent: false,
+    // Inherited fds (socket activation, fd://N) go to each worker at their own numbers: ops/activation.ts.
+    stdio: workerStdio(options.socket),
   });
 
   const heartbeatMs = heartbeatInterval(options.harakiri * 1000);
@@ -70,13 +82,21 @@ export async function runMaster(config: MasterConfig): Promise<number> {
     random: Math.random,
   });
   const handles = new Map<number, Worker>();
+  // --stats and --metrics: listening before the first worker starts, so that /health says 503 until one is ready.
+  const stats = new StatsCollector({ state: (id) => policy.workers.get(id)?.state, sockets: options.socket, cwd: config.cwd });
+  const opsListeners = await startOpsListeners({ stats: options.stats, metrics: options.metrics }, stats, log);
   let app: ReadyInfo | undefined;
   let bootError: string | undefined;
   let resolveExit: (code: number) => void = () => {};
   const exited = new Promise<number>((resolve) => (resolveExit = resolve));
 
+  // Type=notify: READY/RELOADING/STOPPING from the policy's actions, STATUS and WATCHDOG from the tick.
+  const systemd = createSystemdNotifier(policy, log);
   const dispatch = (event: PolicyEvent): void => {
-    for (const action of policy.handle(event, Date.now())) apply(action);
+    for (const action of policy.handle(event, Date.now())) {
+      apply(action);
+      systemd.action(action);
+    }
   };
 
   const apply = (action: Action): void => {
@@ -94,12 +114,14 @@ export async function runMaster(config: MasterConfig): Promise<number> {
         };
         const worker = cluster.fork({ [WORKER_CONFIG_ENV]: JSON.stringify(workerConfig) });
         handles.set(action.id, worker);
+        stats.spawned(action.id, worker.process.pid ?? 0, policy.workers.get(action.id)?.replaces);
         const id = action.id;
         worker.on('message', (message: unknown) => {
           if (!isWorkerMessage(message)) return;
           switch (message.t) {
             case 'ready':
               app ??= message.app;
+              stats.appReady(id, message.bootMs);
               dispatch({ type: 'ready', id });
               break;
             case 'boot-failed':
@@ -108,6 +130,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
               dispatch({ type: 'boot-failed', id, code: message.code, message: message.message });
               break;
             case 'hb':
+              stats.heartbeat(id, message.requests, message.rss, message.stats);
               dispatch({
                 type: 'heartbeat',
                 id,
@@ -120,6 +143,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
         });
         worker.on('exit', (code, signal) => {
           handles.delete(id);
+          stats.exited(id, restartCause(policy.workers.get(id)));
           dispatch({ type: 'exit', id, code, signal });
         });
         worker.on('error', (err) => log.debug({ err, worker: id }, 'worker IPC error'));
@@ -137,6 +161,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
       case 'ready':
         if (action.reason === 'boot') {
           for (const address of options.socket) log.info({ address: formatSocketAddress(address) }, 'listening');
+          for (const address of options.http ?? []) log.info({ address: formatSocketAddress(address), protocol: 'http' }, 'listening');
           log.info(
             {
               app: app?.file,
@@ -153,12 +178,16 @@ export async function runMaster(config: MasterConfig): Promise<number> {
         }
         break;
       case 'stopping':
+        stats.stopping = true;
         break;
       case 'exit':
         clearInterval(tick);
+        opsListeners.close();
         for (const signal of SIGNALS) process.off(signal, onSignal);
+        process.off('SIGUSR1', onReopen);
+        changes?.close();
         if (action.code !== 0 && bootError !== undefined) process.stderr.write(`node-uwsgi: ${bootError}\n`);
-        resolveExit(action.code);
+        void systemd.flush().then(() => resolveExit(action.code));
         break;
       case 'log':
         log[action.level](action.fields, action.msg);
@@ -169,7 +198,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
   // Unix sockets are created by the first worker's listen (through the master's shared handle): set their mode
   // (--chmod-socket, else no access for others) as soon as they exist.
   cluster.on('listening', () => {
-    for (const address of options.socket) {
+    for (const address of [...options.socket, ...(options.http ?? [])]) {
       if (address.kind !== 'unix') continue;
       try {
         setSocketMode(address.path, options.chmodSocket);
@@ -184,7 +213,37 @@ export async function runMaster(config: MasterConfig): Promise<number> {
     setImmediate(() => dispatch({ type: 'signal', signal: signal as (typeof SIGNALS)[number] }));
   };
   for (const signal of SIGNALS) process.on(signal, onSignal);
-  const tick = setInterval(() => dispatch({ type: 'tick' }), TICK_MS);
+  // SIGUSR1 (logrotate's postrotate): reopen --log-file here and in every worker. A listener also keeps Node from
+  // opening its inspector, USR1's default.
+  const onReopen = (): void => {
+    setImmediate(() => {
+      config.reopenLog?.();
+      for (const worker of handles.values()) {
+        if (!worker.isDead()) worker.process.kill('SIGUSR1');
+      }
+      if (options.logFile !== undefined) log.info({ file: options.logFile, workers: handles.size }, 'log file reopened');
+    });
+  };
+  process.on('SIGUSR1', onReopen);
+  // --reload-on-change: the same rolling reload as SIGHUP, for the files of the app's directory.
+  let changes: TreeWatcher | undefined;
+  if (options.reloadOnChange) {
+    const root = watchRoot(config.spec, config.cwd);
+    const ignore = [
+      ...(options.logFile !== undefined ? [resolve(config.cwd, options.logFile)] : []),
+      ...[...options.socket, ...(options.http ?? [])].flatMap((address) => (address.kind === 'unix' ? [resolve(config.cwd, address.path)] : [])),
+    ];
+    changes = watchTree(root, (files) => {
+      log.info({ file: files[0], files: files.length }, 'files changed: reloading');
+      dispatch({ type: 'signal', signal: 'SIGHUP' });
+    }, { ignore, onError: (err, directory) => log.warn({ err, directory }, 'cannot watch a directory for --reload-on-change') });
+    log.info({ directory: root, directories: changes.directories }, 'watching for changes');
+    if (changes.directories >= MAX_DIRECTORIES) log.warn({ directory: root, limit: MAX_DIRECTORIES }, 'too many directories to watch: only the first are');
+  }
+  const tick = setInterval(() => {
+    dispatch({ type: 'tick' });
+    systemd.tick();
+  }, TICK_MS);
 
   log.debug({ workers, scheduling: cluster.schedulingPolicy === cluster.SCHED_RR ? 'round-robin' : 'shared handle' }, 'starting workers');
   dispatch({ type: 'start' });

@@ -57,7 +57,10 @@ export type Action =
   | { type: 'spawn'; id: number; generation: number; maxRequests: number }
   | { type: 'drain'; id: number; cause: Cause }
   | { type: 'kill'; id: number; cause: Cause }
-  | { type: 'ready'; reason: 'boot' | 'reload'; workers: number; ms: number }
+  /** All workers ready after boot or a reload; 'reload-aborted': the old workers go on serving. */
+  | { type: 'ready'; reason: 'boot' | 'reload' | 'reload-aborted'; workers: number; ms: number }
+  /** A SIGHUP reload starts (systemd: RELOADING=1). */
+  | { type: 'reloading'; generation: number; workers: number }
   | { type: 'stopping'; graceful: boolean }
   | { type: 'exit'; code: number }
   | { type: 'log'; level: LogLevel; msg: string; fields: Record<string, unknown> };
@@ -206,6 +209,7 @@ export class Policy {
         ...fields,
         ...bootErrorFields(worker),
       });
+      out.push({ type: 'ready', reason: 'reload-aborted', workers: this.countReady(), ms: now - this.reload.startedAt });
       this.reload = undefined;
       this.noteFailure(now);
       this.lostReplacement(worker, now, out);
@@ -261,6 +265,7 @@ export class Policy {
         break;
       case 'SIGQUIT':
         this.phase = 'stopping';
+        out.push({ type: 'stopping', graceful: false });
         this.quit(out, signal);
         break;
       case 'SIGHUP':
@@ -455,6 +460,7 @@ export class Policy {
     });
     // Recycling waits: a replacement already under way finishes first, then the reload takes over.
     this.reload = { generation: this.generation, pending, startedAt: now };
+    out.push({ type: 'reloading', generation: this.generation, workers: pending.length });
     this.advanceReload(now, out);
   }
 

@@ -32,11 +32,24 @@ export async function listenOn(server: net.Server, address: SocketAddress, chmod
         server.listen({ host: address.host, port: address.port, backlog: 1024 });
         break;
       case 'fd':
-        server.listen({ fd: address.fd });
+        if (shared) listenOnOwnFd(server, address.fd);
+        else server.listen({ fd: address.fd });
         break;
     }
   });
   if (address.kind === 'unix' && (chmod !== undefined || !shared)) setSocketMode(address.path, chmod);
+}
+
+/**
+ * In a cluster worker, listen({ fd }) asks the master to wrap *its* fd N and share it, and the master closes it
+ * when the last worker holding it goes: a lone worker's crash lost a socket-activated socket for good. The
+ * master passes its fds to each worker at the same numbers instead (src/ops/activation.ts, workerStdio), and
+ * the worker listens on its own copy with net.Server's listen step, `_listen2` (net.js's alias of
+ * setupListenHandle, which cluster workers' listen() skips for fds).
+ */
+function listenOnOwnFd(server: net.Server, fd: number): void {
+  const internal = server as unknown as { _listen2(address: null, port: null, addressType: null, backlog: number, fd: number): void };
+  internal._listen2(null, null, null, 1024, fd);
 }
 
 /** --chmod-socket's mode, or by default the mode the umask gave minus any access for others: whoever can write

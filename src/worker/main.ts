@@ -2,14 +2,16 @@
 // Started by the master through node:cluster with its configuration in NODE_UWSGI_WORKER; never run by hand.
 import { hostname } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import pino from 'pino';
 import { loadApp } from '../app-loader/index.js';
 import { isUwsgiError } from '../errors.js';
 import { createHandler } from '../handler.js';
+import { createLogger } from '../log.js';
 import { WORKER_CONFIG_ENV, type InflightEntry, type MasterMessage, type WorkerConfig, type WorkerMessage } from '../master/messages.js';
 import { buildAllowList } from '../server/allow.js';
 import { createServer, type UwsgiServer } from '../server/server.js';
+import { createHttpListener, type HttpListener } from '../server/http.js';
 import { InflightTable } from './inflight.js';
+import { workerStats } from '../ops/stats.js';
 
 const HEARTBEAT_INFLIGHT = 10;
 
@@ -28,21 +30,37 @@ async function main(): Promise<void> {
   }
   const config = JSON.parse(raw) as WorkerConfig;
   const { options } = config;
-  const log = pino({ level: options.logLevel, base: { pid: process.pid, worker: config.id } });
+  const logging = createLogger(options, { pid: process.pid, worker: config.id });
+  const { log } = logging;
+  // The master passes logrotate's SIGUSR1 on: reopen --log-file (and never let USR1 open Node's inspector).
+  process.on('SIGUSR1', () => {
+    setImmediate(() => {
+      logging.reopen();
+      if (options.logFile !== undefined) log.info({ file: options.logFile }, 'log file reopened');
+    });
+  });
   const started = process.hrtime.bigint();
 
   // The terminal sends INT (Ctrl-C) and others to the whole process group; the master decides what happens.
   for (const signal of ['SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGTTIN', 'SIGTTOU', 'SIGUSR2'] as const) process.on(signal, () => {});
-  process.on('unhandledRejection', (err) => log.error({ err, code: 'ERR_APP_EXCEPTION' }, 'unhandled promise rejection in the app'));
-  process.on('uncaughtException', (err) => log.error({ err, code: 'ERR_APP_EXCEPTION' }, 'uncaught exception in the app'));
+  process.on('unhandledRejection', (err) => {
+    table.counters.exceptions++;
+    log.error({ err, code: 'ERR_APP_EXCEPTION' }, 'unhandled promise rejection in the app');
+  });
+  process.on('uncaughtException', (err) => {
+    table.counters.exceptions++;
+    log.error({ err, code: 'ERR_APP_EXCEPTION' }, 'uncaught exception in the app');
+  });
 
   const table = new InflightTable(options.harakiri > 0);
   let server: UwsgiServer;
+  let httpListener: HttpListener | undefined;
   let loaded;
   try {
     loaded = await loadApp(config.spec, { cwd: config.cwd, interface: options.interface });
+    const handler = createHandler(loaded);
     server = createServer({
-      handler: createHandler(loaded),
+      handler,
       log,
       limits: { maxVarsSize: options.maxVarsSize, maxVars: options.maxVars, maxBodySize: options.maxBodySize },
       accessLog: options.accessLog,
@@ -52,10 +70,24 @@ async function main(): Promise<void> {
       requestTimeout: options.requestTimeout * 1000,
       headerTimeout: options.headerTimeout * 1000,
       bodyTimeout: options.bodyTimeout * 1000,
+      sendTimeout: options.sendTimeout * 1000,
       tracker: table,
       allowList: buildAllowList(options.allowFrom ?? []),
     });
     await server.listen(options.socket);
+    httpListener = createHttpListener({
+      handler,
+      log,
+      maxBodySize: options.maxBodySize,
+      accessLog: options.accessLog,
+      chmodSocket: options.chmodSocket,
+      multiprocess: config.workers > 1,
+      shared: true,
+      requestTimeout: options.requestTimeout * 1000,
+      headerTimeout: options.headerTimeout * 1000,
+      tracker: table,
+    });
+    await httpListener.listen(options.http ?? []);
   } catch (err) {
     const code = isUwsgiError(err) ? err.code : undefined;
     log.debug({ err, code }, 'worker failed to start');
@@ -67,25 +99,28 @@ async function main(): Promise<void> {
   // The watchdog's view of the event loop: this tick stops when the loop is blocked.
   setInterval(() => table.tick(), 50).unref();
 
-  const beat = (): void => {
+  const beat = (): Promise<void> => {
     const inflight: InflightEntry[] = table
       .list()
       .slice(0, HEARTBEAT_INFLIGHT)
       .map((r) => [r.method, r.uri, r.startedAt]);
-    void send({ t: 'hb', requests: table.requests, rss: process.memoryUsage.rss(), inflight });
+    const stats = workerStats(table.counters, table.busy);
+    return send({ t: 'hb', requests: table.requests, rss: process.memoryUsage.rss(), inflight, stats });
   };
-  const heartbeat = setInterval(beat, config.heartbeatMs);
+  const heartbeat = setInterval(() => void beat(), config.heartbeatMs);
   // Recycling starts the moment --max-requests is reached, not at the next heartbeat.
   table.threshold = config.maxRequests;
-  table.onThreshold = beat;
+  table.onThreshold = () => void beat();
 
   let draining = false;
   const drain = (why: string): void => {
     if (draining) return;
     draining = true;
     log.debug({ why }, 'worker draining: no new connections, finishing in-flight requests');
-    void server.close().then(() => {
+    void Promise.all([server.close(), httpListener?.close()]).then(async () => {
       clearInterval(heartbeat);
+      // The last counters, so that --stats and --metrics lose nothing of a worker that is replaced.
+      await beat();
       process.exit(0);
     });
   };

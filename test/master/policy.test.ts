@@ -376,7 +376,7 @@ describe('stop', () => {
   it('SIGQUIT kills every worker and exits 0', () => {
     const sim = Sim.booted();
     const actions = sim.signal('SIGQUIT');
-    expect(effects(actions)).toEqual([1, 2, 3].map((id) => ({ type: 'kill', id, cause: 'quit' })));
+    expect(effects(actions)).toEqual([{ type: 'stopping', graceful: false }, ...[1, 2, 3].map((id) => ({ type: 'kill', id, cause: 'quit' }))]);
     sim.exit(1, null, 'SIGKILL');
     sim.exit(2, null, 'SIGKILL');
     expect(effects(sim.exit(3, null, 'SIGKILL'))).toEqual([{ type: 'exit', code: 0 }]);
@@ -409,6 +409,8 @@ describe('SIGHUP rolling reload', () => {
       };
       const hup = sim.signal('SIGHUP');
       expect(spawns(hup)).toEqual([4, 5].slice(0, reloadBatch).map((id) => ({ type: 'spawn', id, generation: 2 })));
+      // Announced before anything else happens (systemd: RELOADING=1), once.
+      expect(effects(hup)[0]).toEqual({ type: 'reloading', generation: 2, workers: 3 });
       let guard = 0;
       while (!sim.log.some((a) => a.type === 'ready' && a.reason === 'reload') && guard++ < 10) {
         for (const id of sim.ids('starting')) {
@@ -427,6 +429,7 @@ describe('SIGHUP rolling reload', () => {
       expect(spawns(all).map((s) => s.generation)).toEqual([2, 2, 2]);
       expect(byCause(all, 'drain')).toEqual([1, 2, 3]);
       expect(all.filter((a) => a.type === 'ready')).toEqual([{ type: 'ready', reason: 'reload', workers: 3, ms: 700, at: expect.any(Number) }]);
+      expect(all.filter((a) => a.type === 'reloading')).toHaveLength(1);
       expect(sim.ids('ready')).toEqual([4, 5, 6]);
       expect([...sim.policy.workers.values()].every((w) => w.generation === 2)).toBe(true);
     });
@@ -436,6 +439,7 @@ describe('SIGHUP rolling reload', () => {
     const sim = new Sim();
     sim.start();
     const actions = sim.signal('SIGHUP');
+    // Nothing for systemd either: no RELOADING=1 for a reload that does not happen.
     expect(effects(actions)).toEqual([]);
     expect(logs(actions, 'warn')[0]?.msg).toBe('reload ignored: the workers are not all ready yet');
   });
@@ -449,7 +453,8 @@ describe('SIGHUP rolling reload', () => {
     // The second new worker fails to load the (now broken) app.
     sim.feed({ type: 'boot-failed', id: 5, code: 'ERR_APP_IMPORT', message: 'boom' });
     const actions = sim.exit(5, 1);
-    expect(effects(actions)).toEqual([]);
+    // Ready again with the old workers: systemd leaves its reloading state (READY=1 after RELOADING=1).
+    expect(effects(actions)).toEqual([{ type: 'ready', reason: 'reload-aborted', workers: 3, ms: 0 }]);
     expect(logs(actions, 'error')).toEqual([
       {
         type: 'log',
@@ -548,6 +553,7 @@ describe('SIGHUP rolling reload', () => {
     const actions = sim.exit(3, null, 'SIGKILL');
     expect(spawns(actions)).toEqual([]);
     expect(logs(actions, 'error')[0]?.msg).toBe('reload aborted: a new worker failed to start; the old workers go on serving');
+    expect(actions.filter((a) => a.type === 'ready')).toEqual([{ type: 'ready', reason: 'reload-aborted', workers: 2, ms: 5100 }]);
     expect(sim.policy.workers.get(1)!.retiring).toBeUndefined();
     // Recycling still works afterwards.
     expect(spawns(sim.beat(1, 10))).toHaveLength(1);
