@@ -123,7 +123,7 @@ export const ERRORS = {
     message: 'invalid socket address {value}: use unix:/path, /abs/path, host:port, [::1]:port or fd://N',
   },
   ERR_SOCKET_IN_USE: {
-    message: 'socket {address} is in use by a live server: stop it, or choose another --socket',
+    message: 'socket {address} is in use by a live server: stop it, or choose another address',
   },
   ERR_SOCKET_LISTEN: { message: 'cannot listen on {address}: {detail}' },
 
