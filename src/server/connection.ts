@@ -195,6 +195,8 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
     socket.on('data', onData);
 
     socket.on('end', () => {
+      // A rejected packet was answered and logged once; the peer's close after it is no second incident.
+      if (rejected) return;
       try {
         decoder.finish();
       } catch (err) {
@@ -211,6 +213,8 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
     });
 
     socket.on('error', (err: NodeJS.ErrnoException) => {
+      // Our own errors (a timeout that destroyed the socket with its cause) are logged where they happen.
+      if (isUwsgiError(err)) return;
       ctx.log.debug({ err, code: err.code }, 'connection error');
     });
 
@@ -225,7 +229,9 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
       resolve();
     });
 
+    let rejected = false;
     function rejectPacket(err: unknown): void {
+      rejected = true;
       socket.off('data', onData);
       const code = isUwsgiError(err) ? err.code : 'ERR_UWSGI_MALFORMED_VARS';
       const message = err instanceof Error ? err.message : String(err);
@@ -314,12 +320,15 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
         expected,
       });
       ctx.log.warn({ code: err.code, method: ex.method, uri: ex.uri }, err.message);
+      const started = responseStarted(ex) || responseDone;
       ex.abort(err);
-      ex.bodyIfMade?.destroy(err);
-      if (!responseStarted(ex) && !responseDone) {
+      if (!started) {
         ex.status = 408;
-        socket.end(simpleResponse(408, 'Request Timeout: the request body stalled\n'));
+        // The body errors once the 408 is out: a node app's IncomingMessage destroys the socket with it, which
+        // would cut the answer short.
+        socket.end(simpleResponse(408, 'Request Timeout: the request body stalled\n'), () => ex.bodyIfMade?.destroy(err));
       } else {
+        ex.bodyIfMade?.destroy(err);
         socket.destroy();
       }
     }
