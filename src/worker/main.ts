@@ -95,7 +95,7 @@ async function main(): Promise<void> {
     process.exit(3);
   }
 
-  if (options.harakiri > 0) startWatchdog(table, options.harakiri * 1000, config.id);
+  if (options.harakiri > 0) startWatchdog(table, options.harakiri * 1000, config.id, options.logFile);
   // The watchdog's view of the event loop: this tick stops when the loop is blocked.
   setInterval(() => table.tick(), 50).unref();
 
@@ -138,9 +138,9 @@ async function main(): Promise<void> {
   });
 }
 
-function startWatchdog(table: InflightTable, harakiriMs: number, worker: number): void {
+function startWatchdog(table: InflightTable, harakiriMs: number, worker: number, logFile: string | undefined): void {
   const thread = new Worker(new URL('./watchdog.js', import.meta.url), {
-    workerData: { buffer: table.buffer, harakiriMs, worker, pid: process.pid, hostname: hostname() },
+    workerData: { buffer: table.buffer, harakiriMs, worker, pid: process.pid, hostname: hostname(), logFile },
     // Its own small heap: it only reads the table and writes a line.
     resourceLimits: { maxOldGenerationSizeMb: 16 },
   });

@@ -5,7 +5,7 @@
 //
 // The JavaScript stack of the blocked code is not in this line: no API reaches a busy main thread from another
 // thread (inspector sessions and diagnostic reports both wait for the event loop). See the closing note.
-import { writeSync } from 'node:fs';
+import { appendFileSync, writeSync } from 'node:fs';
 import { workerData } from 'node:worker_threads';
 import { readTable } from './inflight.js';
 
@@ -15,6 +15,8 @@ interface WatchdogData {
   worker: number;
   pid: number;
   hostname: string;
+  /** --log-file, where the line goes instead of stdout (opened per line: logrotate may have moved it). */
+  logFile?: string | undefined;
 }
 
 const data = workerData as WatchdogData;
@@ -39,7 +41,7 @@ setInterval(() => {
   const blockedMs = now - lastMove;
   if (reported || blockedMs < data.harakiriMs + TICK_MS) return;
   reported = true;
-  // A pino-shaped line (level 50 = error), written straight to fd 1: the main thread's logger is blocked too.
+  // A pino-shaped line (level 50 = error), written straight to fd 1 or --log-file: the main thread's logger is blocked too.
   const line = {
     level: 50,
     time: now,
@@ -53,5 +55,13 @@ setInterval(() => {
     untracked: table.untracked,
     msg: 'worker event loop blocked longer than --harakiri: the master kills it',
   };
-  writeSync(1, JSON.stringify(line) + '\n');
+  const text = JSON.stringify(line) + '\n';
+  if (data.logFile === undefined) writeSync(1, text);
+  else {
+    try {
+      appendFileSync(data.logFile, text);
+    } catch {
+      writeSync(2, text);
+    }
+  }
 }, CHECK_MS);

@@ -197,6 +197,23 @@ describe('--log-file', () => {
     expect(readLines(log).some((l) => l.msg === 'stopped' && l.pid === master)).toBe(true);
   }, 60_000);
 
+  it('the harakiri watchdog\'s line goes to the log file too, not to stdout', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'version'), 'v1');
+    const sock = join(dir, 'app.sock');
+    const log = join(dir, 'app.log');
+    const run = cli([join(APPS, 'pm-app.mjs'), '--socket', `unix:${sock}`, '--harakiri', '1', '--log-file', log], { PM_DIR: dir });
+    await until(`the ready line in ${log}\n${run.stderr()}`, () => readLines(log).find((l) => l.msg === 'ready'));
+    void request(sock, '/spin').catch(() => undefined);
+    const line = await until('the watchdog line in the log file', () =>
+      readLines(log).find((l) => l.code === 'ERR_WORKER_BLOCKED' && l.inflight !== undefined),
+    );
+    expect(line.inflight).toEqual(expect.arrayContaining([expect.objectContaining({ method: 'GET', uri: '/spin' })]));
+    expect(run.stdout()).not.toContain('ERR_WORKER_BLOCKED');
+    run.child.kill('SIGTERM');
+    expect(await run.exited).toBe(0);
+  }, 60_000);
+
   it('refuses a log file it cannot open, exit 2 with ERR_LOG_FILE', async () => {
     const dir = tempDir();
     const run = cli([HELLO, '--socket', `unix:${join(dir, 'app.sock')}`, '--log-file', join(dir, 'missing-dir', 'app.log')]);
