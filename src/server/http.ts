@@ -9,11 +9,12 @@ import { Readable } from 'node:stream';
 import { unlinkSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { isUwsgiError, statusOf, UwsgiError } from '../errors.js';
-import type { Exchange, ExchangeHandler } from '../exchange.js';
+import type { Exchange } from '../exchange.js';
 import { formatSocketAddress, type SocketAddress } from '../options.js';
-import { simpleResponse, type RequestTracker } from './connection.js';
+import { simpleResponse } from './connection.js';
 import { listenOn } from './listen.js';
 import { SocketResponse } from './response.js';
+import type { ServerConfig } from './server.js';
 
 /** A request as the client sent it, from which the uwsgi vars are built. Strings are latin1 (one char a byte). */
 export interface HttpRequestShape {
@@ -108,21 +109,11 @@ export function documentUri(path: string): string {
   return '/' + out.join('/');
 }
 
-export interface HttpListenerConfig {
-  readonly handler: ExchangeHandler;
-  readonly log: Logger;
+/** The uwsgi server's settings that apply here too; the header timeout is node:http's (0 leaves its default). */
+export interface HttpListenerConfig
+  extends Pick<ServerConfig, 'handler' | 'log' | 'accessLog' | 'multiprocess' | 'chmodSocket' | 'shared' | 'requestTimeout' | 'headerTimeout' | 'tracker'> {
   /** Largest request body (--max-body-size); 0 disables. */
   readonly maxBodySize: number;
-  readonly accessLog?: boolean;
-  readonly multiprocess?: boolean;
-  readonly chmodSocket?: number | undefined;
-  /** In a cluster worker: the master owns the listening sockets. */
-  readonly shared?: boolean;
-  /** ms before a request whose response has not started gets a 504; 0 disables. */
-  readonly requestTimeout?: number;
-  /** ms a client has to send the request head; 0 leaves node:http's default. */
-  readonly headerTimeout?: number;
-  readonly tracker?: RequestTracker;
 }
 
 export interface HttpListener {

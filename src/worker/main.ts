@@ -59,34 +59,27 @@ async function main(): Promise<void> {
   try {
     loaded = await loadApp(config.spec, { cwd: config.cwd, interface: options.interface });
     const handler = createHandler(loaded);
-    server = createServer({
+    // What the uwsgi sockets and the --http listeners share.
+    const common = {
       handler,
       log,
-      limits: { maxVarsSize: options.maxVarsSize, maxVars: options.maxVars, maxBodySize: options.maxBodySize },
       accessLog: options.accessLog,
       chmodSocket: options.chmodSocket,
       multiprocess: config.workers > 1,
       shared: true,
       requestTimeout: options.requestTimeout * 1000,
       headerTimeout: options.headerTimeout * 1000,
+      tracker: table,
+    };
+    server = createServer({
+      ...common,
+      limits: { maxVarsSize: options.maxVarsSize, maxVars: options.maxVars, maxBodySize: options.maxBodySize },
       bodyTimeout: options.bodyTimeout * 1000,
       sendTimeout: options.sendTimeout * 1000,
-      tracker: table,
       allowList: buildAllowList(options.allowFrom ?? []),
     });
     await server.listen(options.socket);
-    httpListener = createHttpListener({
-      handler,
-      log,
-      maxBodySize: options.maxBodySize,
-      accessLog: options.accessLog,
-      chmodSocket: options.chmodSocket,
-      multiprocess: config.workers > 1,
-      shared: true,
-      requestTimeout: options.requestTimeout * 1000,
-      headerTimeout: options.headerTimeout * 1000,
-      tracker: table,
-    });
+    httpListener = createHttpListener({ ...common, maxBodySize: options.maxBodySize });
     await httpListener.listen(options.http ?? []);
   } catch (err) {
     const code = isUwsgiError(err) ? err.code : undefined;

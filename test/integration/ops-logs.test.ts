@@ -2,30 +2,19 @@
 // over it, printed and then served; --log-file moved away and reopened on SIGUSR1 as logrotate does it; and
 // --reload-on-change serving new code through a real nginx without a failed request.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { encodeRequest } from '../../src/protocol/encoder.js';
 import { nginxVars, parseRawResponse } from '../helpers/serve.js';
 import { APPS, CLI, ROOT, requireNginx, startLoad, startStack, type LoadResponse, type LogLine } from './nginx.js';
+import { useCleanups } from '../helpers/cleanup.js';
 
 const HELLO = join(ROOT, 'test/fixtures/apps/cli/hello.mjs');
 const WAIT_MS = 20_000;
 
-let cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  const pending = cleanups.reverse();
-  cleanups = [];
-  for (const cleanup of pending) await cleanup();
-});
-
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'nu-ops-logs-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+const { defer, tempDir } = useCleanups('nu-ops-logs-');
 
 /** Resolves once `check` returns a value other than undefined; checked on every output chunk and every 50 ms. */
 async function until<T>(what: string, check: () => T | undefined, timeout = WAIT_MS): Promise<T> {
@@ -54,7 +43,7 @@ function cli(args: string[], env: Record<string, string> = {}): Cli {
   child.stdout!.setEncoding('utf8').on('data', (c: string) => (stdout += c));
   child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
   const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
-  cleanups.push(async () => {
+  defer(async () => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     child.kill('SIGTERM');
     const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
@@ -229,7 +218,7 @@ describe('--reload-on-change', () => {
     const app = join(dir, 'app.mjs');
     copyFileSync(join(APPS, 'reload-app.mjs'), app);
     const stack = await startStack({ app, args: ['--workers', '2', '--reload-on-change'] });
-    cleanups.push(() => stack.stop());
+    defer(() => stack.stop());
     const { server } = stack;
     await server.waitForLog((l) => l.msg === 'ready');
     await server.waitForLog((l) => l.msg === 'watching for changes' && l.directory === dir);
@@ -241,7 +230,7 @@ describe('--reload-on-change', () => {
         if (r.status === 200) versions.push({ at: r.startedAt, version: (JSON.parse(r.body) as { version: string }).version });
       },
     });
-    cleanups.push(async () => {
+    defer(async () => {
       await load.stop();
     });
     await load.waitFor((r) => r.status === 200);

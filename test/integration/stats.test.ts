@@ -1,28 +1,17 @@
 // --stats, --metrics and `node-uwsgi top` on the real CLI (dist/cli.js) with real traffic through nginx: curl
 // against /metrics and /health, the stats socket's JSON as uwsgitop reads it, and a worker killed with SIGKILL.
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CLI, freePort, httpRequest, launchServer, startNginx, startStack, type LogLine } from './nginx.js';
+import { useCleanups } from '../helpers/cleanup.js';
 
 const APP = 'stats-app.mjs';
 const WAIT_MS = 20_000;
 
-let cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  const pending = cleanups.reverse();
-  cleanups = [];
-  for (const cleanup of pending) await cleanup();
-});
-
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'nu-stats-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+const { defer, tempDir } = useCleanups('nu-stats-');
 
 function run(file: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -122,7 +111,7 @@ describe('stats, metrics and health through nginx', () => {
       app: APP,
       args: ['--workers', '2', '--stats', `unix:${statsPath}`, '--metrics', `127.0.0.1:${metricsPort}`],
     });
-    cleanups.push(() => stack.stop());
+    defer(() => stack.stop());
     await stack.server.waitForLog((line) => line.msg === 'ready');
     const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
 
@@ -216,7 +205,7 @@ describe('stats, metrics and health through nginx', () => {
 
     const socket = join(dir, 'app.sock');
     const server = launchServer({ app: APP, socket: `unix:${socket}`, args: ['--metrics', `unix:${metricsPath}`], env: { STATS_GATE: gate } });
-    cleanups.push(async () => {
+    defer(async () => {
       await server.stop();
     });
     await server.waitForLog((line) => line.msg === 'metrics and health listening', WAIT_MS);
@@ -234,7 +223,7 @@ describe('stats, metrics and health through nginx', () => {
 
     // A request held in flight keeps the stop going while /health is asked.
     const nginx = await startNginx({ prefix: dir, transport: 'unix', upstream: socket });
-    cleanups.push(() => nginx.stop());
+    defer(() => nginx.stop());
     const held = httpRequest(`http://127.0.0.1:${nginx.port}/hold?until=${encodeURIComponent(release)}`);
     await server.waitForLog((line) => line.msg === 'stats-app: hold started', WAIT_MS);
     server.child.kill('SIGTERM');
