@@ -60,6 +60,9 @@ export async function main(argv: string[]): Promise<number> {
       return isUwsgiError(err) ? 2 : 1;
     }
   }
+  // First of all: USR1's default opens Node's inspector. The master reopens --log-file on it once running
+  // (master.ts); until then, and while it stops, a USR1 from logrotate does nothing.
+  process.on('SIGUSR1', () => {});
   const program = buildProgram();
   let options: Options;
   let spec: string;

@@ -172,6 +172,8 @@ function fromFileValue(spec: AnySpec, value: unknown, where: string, line: numbe
   }
   const scalar = (v: unknown): string => {
     if (typeof v === 'string') return v;
+    // TOML's 0o660 is the number 432, whose digits pass as another octal mode: modes are strings.
+    if (typeof v === 'number' && spec.arg === 'mode') return fail(`write the octal mode as a string, e.g. ${spec.flag} = "660"`);
     if (typeof v === 'number' && Number.isFinite(v)) return String(v);
     return fail(`expected ${spec.repeatable ? 'a string, a number or an array of them' : 'a string or a number'}, not ${describe(v)}`);
   };

@@ -131,6 +131,13 @@ describe('resolveConfig: the TOML file', () => {
     expect(resolve({ toml: 'workers = "auto"\n' }).options.workers).toBe('auto');
   });
 
+  it('refuses a socket mode written as a TOML number: 0o660 is 432, whose digits would pass as another mode', () => {
+    for (const value of ['0o660', '660']) {
+      const err = failure(() => resolve({ toml: `chmod-socket = ${value}\n` }), 'ERR_CONFIG_VALUE');
+      expect(err.message).toContain('chmod-socket = "660"');
+    }
+  });
+
   it('names the nearest known key for an unknown one, with the file and line', () => {
     const err = failure(() => resolve({ toml: 'workers = 2\nmax-body-sise = "1m"\n' }), 'ERR_CONFIG_UNKNOWN_KEY');
     expect(err.message).toContain('"max-body-sise"');

@@ -53,7 +53,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
   const { options, log } = config;
   const started = process.hrtime.bigint();
   const workers = workerCount(options.workers);
-  requireAllowList(options.socket, options.allowFrom);
+  requireAllowList([...options.socket, ...options.http], options.allowFrom);
   requireAllowListForFds(options.socket, options.allowFrom);
   for (const address of options.socket) await prepareAddress(address);
   for (const address of options.http ?? []) await prepareAddress(address);
@@ -63,6 +63,10 @@ export async function runMaster(config: MasterConfig): Promise<number> {
     exec: fileURLToPath(new URL('../worker/main.js', import.meta.url)),
     args: [],
     silent: false,
+    // SIGUSR1 opens Node's inspector by default; a worker hears of log reopening over IPC instead, so where Node
+    // allows it (22.14+, 24) the signal is disarmed altogether: a stray USR1 (systemctl kill to the whole cgroup)
+    // during a worker's boot cannot open a debugger in a process that serves requests.
+    execArgv: process.allowedNodeEnvironmentFlags.has('--disable-sigusr1') ? [...process.execArgv, '--disable-sigusr1'] : process.execArgv,
     // Inherited fds (socket activation, fd://N) go to each worker at their own numbers: ops/activation.ts.
     stdio: workerStdio(options.socket),
   });
@@ -213,13 +217,14 @@ export async function runMaster(config: MasterConfig): Promise<number> {
     setImmediate(() => dispatch({ type: 'signal', signal: signal as (typeof SIGNALS)[number] }));
   };
   for (const signal of SIGNALS) process.on(signal, onSignal);
-  // SIGUSR1 (logrotate's postrotate): reopen --log-file here and in every worker. A listener also keeps Node from
-  // opening its inspector, USR1's default.
+  // SIGUSR1 (logrotate's postrotate): reopen --log-file here and, over IPC, in every worker (a signal could reach
+  // a worker still booting, before its listener, and open Node's inspector there). cli.ts has already replaced
+  // USR1's default (the inspector) in the master.
   const onReopen = (): void => {
     setImmediate(() => {
       config.reopenLog?.();
       for (const worker of handles.values()) {
-        if (!worker.isDead()) worker.process.kill('SIGUSR1');
+        if (worker.isConnected()) worker.send({ t: 'reopen-log' } satisfies MasterMessage);
       }
       if (options.logFile !== undefined) log.info({ file: options.logFile, workers: handles.size }, 'log file reopened');
     });

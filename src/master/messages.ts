@@ -57,7 +57,7 @@ export interface WorkerStats {
   latencySum: number;
 }
 
-export type MasterMessage = { t: 'drain' };
+export type MasterMessage = { t: 'drain' } | { t: 'reopen-log' };
 
 export function isWorkerMessage(value: unknown): value is WorkerMessage {
   return typeof value === 'object' && value !== null && typeof (value as { t?: unknown }).t === 'string';

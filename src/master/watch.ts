@@ -63,7 +63,9 @@ export function watchTree(
         try {
           if (statSync(path).isDirectory() && !watchers.has(path)) walk(path);
         } catch {
-          // Gone again (a rename, a deletion): the change still counts.
+          // Gone (a rename, a deletion): the change still counts, and a directory's watchers go with it (Linux
+          // raises no error on them), so that one re-created there (rm -rf dist && build) is watched anew.
+          drop(path);
         }
         pending.add(path);
         if (timer !== undefined) clearTimeout(timer);
@@ -78,6 +80,15 @@ export function watchTree(
       watchers.delete(directory);
     });
     watchers.set(directory, watcher);
+  };
+
+  const drop = (path: string): void => {
+    for (const [directory, watcher] of watchers) {
+      if (directory === path || directory.startsWith(path + sep)) {
+        watcher.close();
+        watchers.delete(directory);
+      }
+    }
   };
 
   const walk = (directory: string): void => {

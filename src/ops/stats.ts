@@ -41,6 +41,8 @@ export class RequestCounters {
     this.statuses[statusClassIndex(status)]!++;
     if (status === 500) this.exceptions++;
     this.tx += bytes;
+    // A tunnel (101: WebSocket) lasts as long as the socket is open: its length says nothing of response times.
+    if (status === 101) return;
     this.runningTime += micros;
     this.avgRt = (this.avgRt + micros) / 2;
     const seconds = micros / 1e6;

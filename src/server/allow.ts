@@ -1,7 +1,8 @@
 // Who may talk to a TCP uwsgi socket. The protocol has no authentication and its vars (REMOTE_ADDR, HTTPS...)
 // are trusted, so a non-loopback TCP listener needs an allow-list of front servers (--allow-from); loopback is
 // always allowed. Unix sockets are guarded by file permissions instead.
-import { BlockList, isIP } from 'node:net';
+import { BlockList, isIP, type Socket } from 'node:net';
+import type { Logger } from 'pino';
 import { UwsgiError } from '../errors.js';
 import { formatSocketAddress, type SocketAddress } from '../options.js';
 
@@ -23,6 +24,17 @@ export function isAllowed(list: BlockList, address: string | undefined): boolean
   if (address === undefined) return false;
   const family = isIP(address);
   return family !== 0 && list.check(address, family === 6 ? 'ipv6' : 'ipv4');
+}
+
+/** Whether a new connection may be served; one from a peer off the list is logged and closed. Unix peers have no
+ * address (file permissions guard them); an undefined list admits everyone. */
+export function admitPeer(list: BlockList | undefined, socket: Socket, log: Logger): boolean {
+  const peer = socket.remoteAddress;
+  if (list === undefined || peer === undefined || isAllowed(list, peer)) return true;
+  const err = new UwsgiError('ERR_PEER_NOT_ALLOWED', { peer });
+  log.warn({ code: err.code, peer }, err.message);
+  socket.destroy();
+  return false;
 }
 
 function isLoopbackHost(host: string): boolean {

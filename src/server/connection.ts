@@ -139,17 +139,20 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
           let method = '';
           let uri: string | undefined;
           let upgrade = false;
+          let connection = '';
           const vars = head.vars;
           for (let i = 0; i < vars.length; i += 2) {
             const name = vars[i]!;
             if (name.length === 14 && method === '' && name === 'REQUEST_METHOD') method = vars[i + 1]!;
             else if (name.length === 11 && uri === undefined && name === 'REQUEST_URI') uri = vars[i + 1]!;
             else if (name.length === 12 && name === 'HTTP_UPGRADE') upgrade = true;
+            else if (name.length === 15 && name === 'HTTP_CONNECTION') connection = vars[i + 1]!;
           }
           if (method === '') method = 'GET';
           uri ??= getVar(vars, 'PATH_INFO');
-          // An Upgrade with a body is not a protocol switch this server can hand over (WebSocket has none).
-          upgrade &&= head.contentLength === 0;
+          // As Node's parser: an Upgrade header and "upgrade" among the Connection tokens. One with a body is not
+          // a protocol switch this server can hand over (WebSocket has none).
+          upgrade &&= head.contentLength === 0 && UPGRADE_TOKEN.test(connection);
           const ex = new ConnectionExchange(socket, head, ctx.log, ctx.multiprocess, method, uri, upgrade);
           exchange = ex;
           if (phaseTimer !== undefined) clearTimeout(phaseTimer);
@@ -164,7 +167,12 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
             // The app runs once this chunk is decoded, so that tunnel bytes that came with the head are in `early`.
             ex.early = [];
             ex.detach = () => detach(ex);
-            queueMicrotask(() => run(ex));
+            queueMicrotask(() => {
+              run(ex);
+              // The app's upgrade handler takes the connection over at once, or not at all: if not, stop keeping
+              // what the peer sends after the request.
+              if (!ex.takenOver) ex.early = undefined;
+            });
           } else {
             run(ex);
           }
@@ -274,6 +282,9 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
     /** Upgrade: the app owns the socket from here; only 'close' (which ends the exchange) stays ours. */
     function detach(ex: ConnectionExchange): void {
       socket.off('data', onData);
+      // Out of flowing mode, as Node's http server leaves an upgraded socket: what the peer sends before the app
+      // listens waits in the socket's buffer instead of going to nobody.
+      (socket as unknown as { readableFlowing: boolean | null }).readableFlowing = null;
       if (timer !== undefined) clearTimeout(timer);
       timer = undefined;
       if (ctx.sendTimeout) {
@@ -377,6 +388,8 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
     }
   });
 }
+
+const UPGRADE_TOKEN = /(?:^|,)\s*upgrade\s*(?:,|$)/i;
 
 /** Whether any of the response has gone out (or been queued): whatever writes it, every adapter's bytes pass
  * through the socket. */

@@ -13,6 +13,7 @@ import type { Exchange } from '../exchange.js';
 import { formatSocketAddress, type SocketAddress } from '../options.js';
 import { simpleResponse } from './connection.js';
 import { listenOn } from './listen.js';
+import { admitPeer } from './allow.js';
 import { SocketResponse } from './response.js';
 import type { ServerConfig } from './server.js';
 
@@ -111,7 +112,7 @@ export function documentUri(path: string): string {
 
 /** The uwsgi server's settings that apply here too; the header timeout is node:http's (0 leaves its default). */
 export interface HttpListenerConfig
-  extends Pick<ServerConfig, 'handler' | 'log' | 'accessLog' | 'multiprocess' | 'chmodSocket' | 'shared' | 'requestTimeout' | 'headerTimeout' | 'tracker'> {
+  extends Pick<ServerConfig, 'handler' | 'log' | 'accessLog' | 'multiprocess' | 'chmodSocket' | 'shared' | 'requestTimeout' | 'headerTimeout' | 'tracker' | 'allowList'> {
   /** Largest request body (--max-body-size); 0 disables. */
   readonly maxBodySize: number;
 }
@@ -180,6 +181,8 @@ export function createHttpListener(config: HttpListenerConfig): HttpListener {
             headersTimeout: config.headerTimeout || 60_000,
             noDelay: true,
           });
+          // Peers off --allow-from are closed before node:http reads a byte from them.
+          server.prependListener('connection', (socket: Socket) => void admitPeer(config.allowList, socket, config.log));
           server.on('request', onRequest);
           server.on('upgrade', onUpgrade);
           server.on('checkContinue', onCheckContinue);

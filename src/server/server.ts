@@ -8,8 +8,7 @@ import { formatSocketAddress, type SocketAddress } from '../options.js';
 import type { DecoderLimits } from '../protocol/decoder.js';
 import { handleConnection, type RequestTracker } from './connection.js';
 import { listenOn } from './listen.js';
-import { isAllowed } from './allow.js';
-import { UwsgiError } from '../errors.js';
+import { admitPeer } from './allow.js';
 
 export interface ServerConfig {
   readonly handler: ExchangeHandler;
@@ -58,13 +57,7 @@ export function createServer(config: ServerConfig): UwsgiServer {
 
   const allowList = config.allowList;
   const onConnection = (socket: net.Socket): void => {
-    // Unix peers have no address: file permissions guard them. TCP peers must be on the list.
-    if (allowList !== undefined && socket.remoteAddress !== undefined && !isAllowed(allowList, socket.remoteAddress)) {
-      const err = new UwsgiError('ERR_PEER_NOT_ALLOWED', { peer: socket.remoteAddress });
-      config.log.warn({ code: err.code, peer: socket.remoteAddress }, err.message);
-      socket.destroy();
-      return;
-    }
+    if (!admitPeer(allowList, socket, config.log)) return;
     const done = handleConnection(socket, context);
     inflight.add(done);
     void done.then(() => inflight.delete(done));

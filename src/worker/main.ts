@@ -32,13 +32,13 @@ async function main(): Promise<void> {
   const { options } = config;
   const logging = createLogger(options, { pid: process.pid, worker: config.id });
   const { log } = logging;
-  // The master passes logrotate's SIGUSR1 on: reopen --log-file (and never let USR1 open Node's inspector).
-  process.on('SIGUSR1', () => {
-    setImmediate(() => {
-      logging.reopen();
-      if (options.logFile !== undefined) log.info({ file: options.logFile }, 'log file reopened');
-    });
-  });
+  // The master passes logrotate's SIGUSR1 on as a message; a USR1 sent to this process itself (systemctl kill to
+  // the whole cgroup) reopens too rather than open Node's inspector.
+  const reopenLog = (): void => {
+    logging.reopen();
+    if (options.logFile !== undefined) log.info({ file: options.logFile }, 'log file reopened');
+  };
+  process.on('SIGUSR1', () => setImmediate(reopenLog));
   const started = process.hrtime.bigint();
 
   // The terminal sends INT (Ctrl-C) and others to the whole process group; the master decides what happens.
@@ -70,13 +70,13 @@ async function main(): Promise<void> {
       requestTimeout: options.requestTimeout * 1000,
       headerTimeout: options.headerTimeout * 1000,
       tracker: table,
+      allowList: buildAllowList(options.allowFrom ?? []),
     };
     server = createServer({
       ...common,
       limits: { maxVarsSize: options.maxVarsSize, maxVars: options.maxVars, maxBodySize: options.maxBodySize },
       bodyTimeout: options.bodyTimeout * 1000,
       sendTimeout: options.sendTimeout * 1000,
-      allowList: buildAllowList(options.allowFrom ?? []),
     });
     await server.listen(options.socket);
     httpListener = createHttpListener({ ...common, maxBodySize: options.maxBodySize });
@@ -119,6 +119,7 @@ async function main(): Promise<void> {
   };
   process.on('message', (message: MasterMessage) => {
     if (message?.t === 'drain') drain('master');
+    else if (message?.t === 'reopen-log') reopenLog();
   });
   process.on('SIGTERM', () => drain('SIGTERM'));
   // The master is gone (killed): nothing will route or watch this worker any more.

@@ -186,6 +186,28 @@ describe('--log-file', () => {
     expect(readLines(log).some((l) => l.msg === 'stopped' && l.pid === master)).toBe(true);
   }, 60_000);
 
+  it('a USR1 right after a HUP (logrotate during a reload) reopens and opens no debugger in a booting worker', async () => {
+    const dir = tempDir();
+    const sock = join(dir, 'app.sock');
+    const log = join(dir, 'app.log');
+    const run = cli([HELLO, '--socket', `unix:${sock}`, '--workers', '2', '--log-file', log]);
+    await until(`the ready line in ${log}\n${run.stderr()}`, () => readLines(log).find((l) => l.msg === 'ready'));
+    for (let round = 1; round <= 3; round++) {
+      run.child.kill('SIGHUP');
+      await new Promise((r) => setTimeout(r, 30));
+      run.child.kill('SIGUSR1');
+      // The reload completes: as many reload-done lines as rounds.
+      await until(`reload ${round} done`, () => {
+        const done = readLines(log).filter((l) => l.msg === 'reload complete');
+        return done.length >= round ? done : undefined;
+      });
+    }
+    expect(run.stderr()).not.toContain('Debugger listening');
+    expect((await request(sock, '/after')).status).toBe(200);
+    run.child.kill('SIGTERM');
+    expect(await run.exited).toBe(0);
+  }, 90_000);
+
   it('the harakiri watchdog\'s line goes to the log file too, not to stdout', async () => {
     const dir = tempDir();
     writeFileSync(join(dir, 'version'), 'v1');

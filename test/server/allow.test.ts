@@ -15,6 +15,7 @@ import { buildAllowList, isAllowed, requireAllowList } from '../../src/server/al
 import { DEFAULT_LIMITS } from '../../src/protocol/decoder.js';
 import { encodeRequest } from '../../src/protocol/encoder.js';
 import { createServer, type UwsgiServer } from '../../src/server/server.js';
+import { createHttpListener } from '../../src/server/http.js';
 import { memoryLogger, nginxVars, parseRawResponse } from '../helpers/serve.js';
 
 const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
@@ -102,6 +103,37 @@ describe('--allow-from', () => {
     expect(run.status).toBe(1);
     expect(run.stdout).toContain('ERR_ALLOW_FROM_REQUIRED');
     expect(run.stderr).toContain('--allow-from');
+  });
+
+  it('the CLI refuses --http on 0.0.0.0 without --allow-from too: it is no edge server either', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nu-allow-'));
+    try {
+      const run = spawnSync(process.execPath, [CLI, APP, '--socket', `unix:${join(dir, 'a.sock')}`, '--http', '0.0.0.0:0'], {
+        encoding: 'utf8',
+        timeout: 15_000,
+      });
+      expect(run.status).toBe(1);
+      expect(run.stdout).toContain('ERR_ALLOW_FROM_REQUIRED');
+      expect(run.stderr).toContain('0.0.0.0:0');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('--http listeners close peers off the list too; loopback is served', async () => {
+    const external = externalAddress();
+    expect(external, 'this test needs a non-loopback IPv4 interface to connect from').toBeDefined();
+    const { log, records } = memoryLogger();
+    const listener = createHttpListener({ handler: hello, log, maxBodySize: 0, allowList: buildAllowList(['10.255.0.0/16']) });
+    await listener.listen([{ kind: 'tcp', host: '0.0.0.0', port: 0 }]);
+    try {
+      const port = (listener.servers[0]!.address() as net.AddressInfo).port;
+      expect(await (await fetch(`http://127.0.0.1:${port}/`)).text()).toBe('hello');
+      await expect(fetch(`http://${external}:${port}/`)).rejects.toThrow();
+      expect(records.find((r) => r.code === 'ERR_PEER_NOT_ALLOWED')?.peer).toBe(external);
+    } finally {
+      await listener.close();
+    }
   });
 
   it('closes a peer that is not on the list unserved and logs its address; loopback is served', async () => {

@@ -147,6 +147,48 @@ describe('Upgrade hand-over', () => {
     expect(res.body.toString()).toBe('plain');
   });
 
+  it('keeps what the peer sends before the app listens: an app that reads after an async step gets it all', async () => {
+    server = await startTestServer(
+      createHandler({
+        interface: 'node',
+        app: (_req: unknown, res: { end(s: string): void }) => res.end('plain'),
+        upgrade: ((_req: unknown, socket: net.Socket) => {
+          socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n');
+          // An auth check, say: the listener comes later than the client's first bytes.
+          setTimeout(() => {
+            let got = '';
+            socket.on('data', (d) => {
+              got += d.toString();
+              if (got.length >= 5) socket.end(`got ${got}`);
+            });
+          }, 200);
+        }) as never,
+      }),
+    );
+    const socket = await connect(server.path);
+    let received = '';
+    socket.on('data', (d) => (received += d.toString('latin1')));
+    socket.write(encodeRequest(nginxVars({}, ['HTTP_UPGRADE', 'echo', 'HTTP_CONNECTION', 'Upgrade'])));
+    await waitFor(() => received.includes('\r\n\r\n'));
+    socket.write('hello');
+    await once(socket, 'close');
+    expect(received.endsWith('got hello')).toBe(true);
+  });
+
+  it('an Upgrade header without "upgrade" among the Connection tokens is a plain request, as for Node', async () => {
+    let upgrades = 0;
+    server = await startTestServer(
+      createHandler({
+        interface: 'node',
+        app: (_req: unknown, res: { end(s: string): void }) => res.end('plain'),
+        upgrade: (() => upgrades++) as never,
+      }),
+    );
+    const res = await server.request(nginxVars({}, ['HTTP_UPGRADE', 'h2c', 'HTTP_CONNECTION', 'keep-alive']));
+    expect(res.body.toString()).toBe('plain');
+    expect(upgrades).toBe(0);
+  });
+
   it('an Upgrade request without an upgrade handler is served as a plain request', async () => {
     server = await startTestServer(
       createHandler({ interface: 'node', app: (req: { headers: Record<string, string> }, res: { end(s: string): void }) => res.end(`plain ${req.headers.upgrade}`) }),
@@ -166,7 +208,7 @@ describe('Upgrade hand-over', () => {
         }) as never,
       }),
     );
-    const raw = await server.send(encodeRequest(nginxVars({}, ['HTTP_UPGRADE', 'websocket'])));
+    const raw = await server.send(encodeRequest(nginxVars({}, ['HTTP_UPGRADE', 'websocket', 'HTTP_CONNECTION', 'keep-alive, Upgrade'])));
     expect(raw.length).toBe(0);
     await waitFor(() => server!.records.some((r) => r.level === 50 && /no tunnels today/.test(JSON.stringify(r.err))));
     const res = await server.request(nginxVars());
