@@ -9,6 +9,7 @@ import type { Exchange, ExchangeHandler } from '../exchange.js';
 import { RequestDecoder, type DecoderLimits, type RequestHead } from '../protocol/decoder.js';
 import { getVar } from '../protocol/vars.js';
 import { SocketResponse } from './response.js';
+import type { SendWatch } from './send-watch.js';
 
 export interface ConnectionContext {
   readonly handler: ExchangeHandler;
@@ -22,8 +23,8 @@ export interface ConnectionContext {
   readonly headerTimeout?: number;
   /** ms of silence allowed between two pieces of the body; 0 disables. */
   readonly bodyTimeout?: number;
-  /** ms a response write may stay stalled (the peer reads nothing) before the connection is closed; 0 disables. */
-  readonly sendTimeout?: number;
+  /** --send-timeout: the server's watch over stalled responses (send-watch.ts); undefined disables. */
+  readonly sendWatch?: SendWatch;
   /** Told when each request starts and ends (a worker's request count, in-flight table and heartbeat). */
   readonly tracker?: RequestTracker;
 }
@@ -159,10 +160,7 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
           phaseTimer = head.contentLength > 0 && ctx.bodyTimeout ? setTimeout(bodyTimedOut, ctx.bodyTimeout) : undefined;
           if (ctx.tracker) token = ctx.tracker.start(method, uri ?? '');
           if (ctx.requestTimeout) timer = setTimeout(timeOut, ctx.requestTimeout, ex);
-          if (ctx.sendTimeout) {
-            socket.setTimeout(ctx.sendTimeout);
-            socket.on('timeout', sendTimedOut);
-          }
+          ctx.sendWatch?.watch(socket, sendTimedOut);
           if (upgrade) {
             // The app runs once this chunk is decoded, so that tunnel bytes that came with the head are in `early`.
             ex.early = [];
@@ -227,6 +225,7 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
     });
 
     socket.on('close', () => {
+      ctx.sendWatch?.unwatch(socket);
       if (phaseTimer !== undefined) clearTimeout(phaseTimer);
       if (timer !== undefined) clearTimeout(timer);
       if (exchange !== undefined && !responseDone && !exchange.takenOver) {
@@ -287,24 +286,15 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
       (socket as unknown as { readableFlowing: boolean | null }).readableFlowing = null;
       if (timer !== undefined) clearTimeout(timer);
       timer = undefined;
-      if (ctx.sendTimeout) {
-        socket.off('timeout', sendTimedOut);
-        socket.setTimeout(0);
-      }
+      ctx.sendWatch?.unwatch(socket);
       ex.status = 101;
     }
 
-    /**
-     * --send-timeout: Node's socket timer fires after that long without a read or a write starting or
-     * completing, and Node itself holds it back while one big write is still making partial progress (it compares
-     * the bytes queued in libuv with the last firing: net.js _onTimeout). With response bytes still waiting, the
-     * peer has taken nothing for that long: the connection is closed and the app told through its signal.
-     * Without, the app is just slow to produce (--request-timeout's business); any later write re-arms the timer.
-     */
-    function sendTimedOut(): void {
-      const pending = socket.writableLength;
-      if (pending === 0 || socket.destroyed) return;
-      const err = new UwsgiError('ERR_SEND_TIMEOUT', { seconds: ctx.sendTimeout! / 1000, pending });
+    /** --send-timeout: the peer has taken none of the waiting response bytes for that long (send-watch.ts): the
+     * connection is closed and the app told through its signal. */
+    function sendTimedOut(pending: number): void {
+      if (socket.destroyed) return;
+      const err = new UwsgiError('ERR_SEND_TIMEOUT', { seconds: ctx.sendWatch!.seconds, pending });
       ctx.log.warn({ code: err.code, method: exchange?.method, uri: exchange?.uri, pending }, err.message);
       exchange?.abort(err);
       socket.destroy();

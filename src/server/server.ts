@@ -9,6 +9,7 @@ import type { DecoderLimits } from '../protocol/decoder.js';
 import { handleConnection, type RequestTracker } from './connection.js';
 import { listenOn } from './listen.js';
 import { admitPeer } from './allow.js';
+import { SendWatch } from './send-watch.js';
 
 export interface ServerConfig {
   readonly handler: ExchangeHandler;
@@ -51,7 +52,7 @@ export function createServer(config: ServerConfig): UwsgiServer {
     requestTimeout: config.requestTimeout ?? 0,
     headerTimeout: config.headerTimeout ?? 0,
     bodyTimeout: config.bodyTimeout ?? 0,
-    sendTimeout: config.sendTimeout ?? 0,
+    sendWatch: config.sendTimeout ? new SendWatch(config.sendTimeout) : undefined,
     tracker: config.tracker,
   };
 
