@@ -194,6 +194,11 @@ export function statusOf(err: unknown): number {
   return 500;
 }
 
+/** The code to log for an error: the table's, else ERR_APP_EXCEPTION (an app's own exception). */
+export function codeOf(err: unknown): string {
+  return err instanceof UwsgiError ? err.code : 'ERR_APP_EXCEPTION';
+}
+
 export function isUwsgiError(err: unknown, code?: ErrorCode): err is UwsgiError {
   return err instanceof UwsgiError && (code === undefined || err.code === code);
 }

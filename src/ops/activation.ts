@@ -9,12 +9,13 @@
 // with "bind EEXIST" and the socket was gone for good. With the fds passed at the same numbers
 // (cluster.setupPrimary stdio) and listened on in the worker (listen.ts), the master never wraps them: the
 // replacement served both a Unix and a TCP fd again.
-import { readFileSync, readlinkSync } from 'node:fs';
+import { readlinkSync } from 'node:fs';
 import { endianness } from 'node:os';
 import type { Logger } from 'pino';
 import { UwsgiError } from '../errors.js';
 import { formatSocketAddress, type Options, type SocketAddress } from '../options.js';
 import { requireAllowList } from '../server/allow.js';
+import { procNetRows } from './procnet.js';
 
 /** sd_listen_fds(3): the first passed fd. */
 export const SD_LISTEN_FDS_START = 3;
@@ -73,7 +74,7 @@ export function activateSockets(options: Options, log: Logger, env: NodeJS.Proce
   const activated = takeListenFds(env, pid, log);
   if (activated === undefined) return options;
   for (const { fd, name, socket } of activated) {
-    log.info({ fd, name, socket: socket === undefined ? undefined : describe(socket) }, 'socket activation: listening socket passed by systemd');
+    log.info({ fd, name, socket: socket === undefined ? undefined : formatSocketAddress(socket) }, 'socket activation: listening socket passed by systemd');
   }
   log.info({ ignored: options.socket.map(formatSocketAddress) }, 'socket activation: --socket is ignored');
   return { ...options, socket: activated.map(({ fd }) => ({ kind: 'fd', fd }) satisfies SocketAddress) };
@@ -101,10 +102,6 @@ export function workerStdio(addresses: readonly SocketAddress[]): Array<'inherit
   return stdio;
 }
 
-function describe(socket: FdSocket): string {
-  return socket.kind === 'unix' ? `unix:${socket.path}` : formatSocketAddress(socket);
-}
-
 /** What fd `fd` of this process is bound to; undefined if it is not a socket or /proc/net cannot tell. */
 export function inspectFd(fd: number): FdSocket | undefined {
   let inode: string | undefined;
@@ -117,19 +114,10 @@ export function inspectFd(fd: number): FdSocket | undefined {
   return findUnix(inode) ?? findTcp(inode, 'tcp') ?? findTcp(inode, 'tcp6');
 }
 
-function procNet(name: string): string[] {
-  try {
-    return readFileSync(`/proc/net/${name}`, 'latin1').split('\n').slice(1);
-  } catch {
-    return [];
-  }
-}
-
 // /proc/net/unix: Num RefCount Protocol Flags Type St Inode Path. Flags has __SO_ACCEPTCON (0x10000) once
 // listen() was called; Type 0001 is SOCK_STREAM (net/unix/af_unix.c, unix_seq_show).
 function findUnix(inode: string): FdSocket | undefined {
-  for (const line of procNet('unix')) {
-    const fields = line.trim().split(/\s+/);
+  for (const fields of procNetRows('unix')) {
     if (fields[6] !== inode) continue;
     return {
       kind: 'unix',
@@ -144,8 +132,7 @@ function findUnix(inode: string): FdSocket | undefined {
 // /proc/net/tcp{,6}: sl local_address rem_address st ... inode (field 9); the address is the kernel's __be32
 // words printed as host-order hex, the port in host order; st 0A is TCP_LISTEN (net/ipv4/tcp_ipv4.c).
 function findTcp(inode: string, table: 'tcp' | 'tcp6'): FdSocket | undefined {
-  for (const line of procNet(table)) {
-    const fields = line.trim().split(/\s+/);
+  for (const fields of procNetRows(table)) {
     if (fields[9] !== inode) continue;
     const [hexAddress = '', hexPort = '0'] = (fields[1] ?? '').split(':');
     return { kind: 'tcp', host: decodeAddress(hexAddress), port: parseInt(hexPort, 16), listening: fields[3] === '0A', stream: true };

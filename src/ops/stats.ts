@@ -9,8 +9,9 @@ import net from 'node:net';
 import type { Logger } from 'pino';
 import type { WorkerStats } from '../master/messages.js';
 import type { WorkerState } from '../master/policy.js';
-import type { SocketAddress } from '../options.js';
+import { formatSocketAddress, type SocketAddress } from '../options.js';
 import { listenOn } from '../server/listen.js';
+import { procNetRows } from './procnet.js';
 
 /** Prometheus' default buckets (client_golang DefBuckets), in seconds. */
 export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
@@ -387,14 +388,7 @@ function packageVersion(): string {
 
 /** As uWSGI names its sockets: the path, or host:port. */
 function socketName(address: SocketAddress): string {
-  switch (address.kind) {
-    case 'unix':
-      return address.path;
-    case 'fd':
-      return `fd://${address.fd}`;
-    case 'tcp':
-      return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
-  }
+  return address.kind === 'unix' ? address.path : formatSocketAddress(address);
 }
 
 /**
@@ -406,15 +400,8 @@ export function listenQueue(address: SocketAddress): number {
   if (address.kind !== 'tcp') return 0;
   const port = address.port.toString(16).toUpperCase().padStart(4, '0');
   let queue = 0;
-  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text: string;
-    try {
-      text = readFileSync(file, 'latin1');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n')) {
-      const fields = line.trim().split(/\s+/);
+  for (const table of ['tcp', 'tcp6'] as const) {
+    for (const fields of procNetRows(table)) {
       if (fields[3] !== '0A' || !fields[1]?.endsWith(`:${port}`)) continue;
       queue = Math.max(queue, parseInt(fields[4]!.split(':')[1]!, 16) || 0);
     }

@@ -4,7 +4,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import { isUwsgiError, statusOf, UwsgiError } from '../errors.js';
+import { codeOf, isUwsgiError, statusOf, UwsgiError } from '../errors.js';
 import type { Exchange, ExchangeHandler } from '../exchange.js';
 import { RequestDecoder, type DecoderLimits, type RequestHead } from '../protocol/decoder.js';
 import { getVar } from '../protocol/vars.js';
@@ -262,17 +262,7 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
       result.then(
         () => finish(ex),
         (err: unknown) => {
-          if (socket.destroyed) {
-            ctx.log.debug({ err }, 'app failed after the peer closed the connection');
-          } else if (!ex.response.headersSent && ex.status === 0) {
-            const status = statusOf(err);
-            ex.status = status;
-            ctx.log.error({ err, code: codeOf(err), uri: ex.uri }, 'app failed before the response started');
-            socket.write(simpleResponse(status, status === 500 ? 'Internal Server Error\n' : `${(err as Error).message}\n`));
-          } else {
-            ctx.log.error({ err, code: codeOf(err), uri: ex.uri }, 'app failed after the response started: connection cut');
-            socket.destroy();
-          }
+          answerAppFailure(ex, err, ctx.log, ex.uri);
           finish(ex);
         },
       );
@@ -337,12 +327,7 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
     /** --request-timeout: a 504 if nothing of the response has gone out yet; the app is told through its signal. */
     function timeOut(ex: ConnectionExchange): void {
       timer = undefined;
-      if (responseDone || responseStarted(ex) || socket.destroyed) return;
-      const err = new UwsgiError('ERR_REQUEST_TIMEOUT', { seconds: ctx.requestTimeout! / 1000 });
-      ex.status = 504;
-      ctx.log.warn({ code: err.code, method: ex.method, uri: ex.uri, timeoutMs: ctx.requestTimeout }, err.message);
-      ex.abort(err);
-      socket.end(simpleResponse(504, 'Gateway Timeout: the app did not answer in time\n'));
+      if (!responseDone) answerRequestTimeout(ex, ctx.requestTimeout!, ctx.log, ex.method, ex.uri);
     }
 
     function finish(ex: ConnectionExchange): void {
@@ -381,15 +366,41 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
 
 const UPGRADE_TOKEN = /(?:^|,)\s*upgrade\s*(?:,|$)/i;
 
+/** An exchange as the uwsgi connection and the --http listener serve it: what the answers below need. */
+type Served = Pick<Exchange, 'socket' | 'response' | 'status'> & { abort(reason: unknown): void };
+
 /** Whether any of the response has gone out (or been queued): whatever writes it, every adapter's bytes pass
  * through the socket. */
-function responseStarted(ex: ConnectionExchange): boolean {
+function responseStarted(ex: Served): boolean {
   const socket = ex.socket;
   return ex.response.headersSent || ex.status !== 0 || socket.bytesWritten > 0 || socket.writableLength > 0;
 }
 
-function codeOf(err: unknown): string {
-  return isUwsgiError(err) ? err.code : 'ERR_APP_EXCEPTION';
+/** The app failed: the client gets the error's status if nothing of the response has gone out, else the
+ * connection is cut (a half-sent response must not look complete). The cause is logged either way. */
+export function answerAppFailure(ex: Served, err: unknown, log: Logger, uri: string | undefined): void {
+  const socket = ex.socket;
+  if (socket.destroyed) {
+    log.debug({ err }, 'app failed after the peer closed the connection');
+  } else if (!responseStarted(ex)) {
+    const status = statusOf(err);
+    ex.status = status;
+    log.error({ err, code: codeOf(err), uri }, 'app failed before the response started');
+    socket.write(simpleResponse(status, status === 500 ? 'Internal Server Error\n' : `${(err as Error).message}\n`));
+  } else {
+    log.error({ err, code: codeOf(err), uri }, 'app failed after the response started: connection cut');
+    socket.destroy();
+  }
+}
+
+/** --request-timeout: a 504 if nothing of the response has gone out yet; the app is told through its signal. */
+export function answerRequestTimeout(ex: Served, timeoutMs: number, log: Logger, method: string, uri: string | undefined): void {
+  if (responseStarted(ex) || ex.socket.destroyed) return;
+  const err = new UwsgiError('ERR_REQUEST_TIMEOUT', { seconds: timeoutMs / 1000 });
+  ex.status = 504;
+  log.warn({ code: err.code, method, uri, timeoutMs }, err.message);
+  ex.abort(err);
+  ex.socket.end(simpleResponse(504, 'Gateway Timeout: the app did not answer in time\n'));
 }
 
 function peerOf(socket: Socket): string | undefined {

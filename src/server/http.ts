@@ -8,10 +8,10 @@ import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { unlinkSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { isUwsgiError, statusOf, UwsgiError } from '../errors.js';
+import { codeOf, UwsgiError } from '../errors.js';
 import type { Exchange } from '../exchange.js';
 import { formatSocketAddress, type SocketAddress } from '../options.js';
-import { simpleResponse } from './connection.js';
+import { answerAppFailure, answerRequestTimeout, simpleResponse } from './connection.js';
 import { listenOn } from './listen.js';
 import { admitPeer } from './allow.js';
 import { SocketResponse } from './response.js';
@@ -245,6 +245,10 @@ class HttpExchange implements Exchange {
     return this.controller.signal;
   }
 
+  abort(reason: unknown): void {
+    this.controller.abort(reason);
+  }
+
   takeOver(): Buffer {
     if (this.takenOver) throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: 'the connection was already taken over' });
     this.takenOver = true;
@@ -356,12 +360,7 @@ async function serveHttpRequest(
   let timer: NodeJS.Timeout | undefined;
   if (config.requestTimeout) {
     timer = setTimeout(() => {
-      if (responseDone || exchange.response.headersSent || exchange.status !== 0 || socket.bytesWritten > 0 || socket.destroyed) return;
-      const err = new UwsgiError('ERR_REQUEST_TIMEOUT', { seconds: config.requestTimeout! / 1000 });
-      exchange.status = 504;
-      config.log.warn({ code: err.code, method, uri, timeoutMs: config.requestTimeout }, err.message);
-      exchange.controller.abort(err);
-      socket.end(simpleResponse(504, 'Gateway Timeout: the app did not answer in time\n'));
+      if (!responseDone) answerRequestTimeout(exchange, config.requestTimeout!, config.log, method, uri);
     }, config.requestTimeout);
   }
   void closed.then(() => {
@@ -375,17 +374,7 @@ async function serveHttpRequest(
   try {
     await config.handler(exchange);
   } catch (err) {
-    if (socket.destroyed) {
-      config.log.debug({ err }, 'app failed after the peer closed the connection');
-    } else if (!exchange.response.headersSent && exchange.status === 0 && socket.bytesWritten === 0) {
-      const status = statusOf(err);
-      exchange.status = status;
-      config.log.error({ err, code: codeOf(err), uri }, 'app failed before the response started');
-      socket.write(simpleResponse(status, status === 500 ? 'Internal Server Error\n' : `${(err as Error).message}\n`));
-    } else {
-      config.log.error({ err, code: codeOf(err), uri }, 'app failed after the response started: connection cut');
-      socket.destroy();
-    }
+    answerAppFailure(exchange, err, config.log, uri);
   }
   responseDone = true;
   if (timer !== undefined) clearTimeout(timer);
@@ -437,6 +426,3 @@ function hostName(host: string): string {
   return colon === -1 ? host : host.slice(0, colon);
 }
 
-function codeOf(err: unknown): string {
-  return isUwsgiError(err) ? err.code : 'ERR_APP_EXCEPTION';
-}
