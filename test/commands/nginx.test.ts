@@ -4,13 +4,12 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { nginxSize } from '../../src/commands/nginx.js';
-import { CLI, NGINX_BIN, ROOT, freePort, httpRequest, nginxConfig, requireNginx, startServer } from '../integration/nginx.js';
+import { CLI, NGINX_BIN, ROOT, accepting, freePort, httpRequest, nginxConfig, requireNginx, startServer } from '../integration/nginx.js';
 
 function generate(args: string[]): { code: number | null; stdout: string; stderr: string } {
   const result = spawnSync(process.execPath, [CLI, 'nginx', ...args], { cwd: ROOT, encoding: 'utf8' });
@@ -102,7 +101,7 @@ describe('node-uwsgi nginx', () => {
         const conf = join(prefix, 'nginx.conf');
         writeFileSync(conf, nginxConfig(prefix, stdout));
         const child = spawn(NGINX_BIN, ['-p', prefix, '-c', conf, '-e', join(prefix, 'error.log')], { stdio: 'ignore' });
-        if (await listening(port, child)) nginx = child;
+        if (await accepting(port, child)) nginx = child;
       }
       expect(nginx, 'nginx started with the printed configuration').toBeDefined();
 
@@ -127,22 +126,3 @@ describe('node-uwsgi nginx', () => {
   });
 });
 
-/** Resolves true once nginx accepts on `port`, false if it exits first (the port was taken meanwhile). */
-async function listening(port: number, child: ReturnType<typeof spawn>): Promise<boolean> {
-  const deadline = Date.now() + 15_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) return false;
-    const ok = await new Promise<boolean>((resolve) => {
-      const probe = net.connect({ host: '127.0.0.1', port });
-      probe.once('connect', () => {
-        probe.destroy();
-        resolve(true);
-      });
-      probe.once('error', () => resolve(false));
-    });
-    if (ok) return true;
-    // Not yet bound: wait for nginx to exit or to bind, whichever comes first.
-    await Promise.race([once(child, 'exit'), new Promise((resolve) => setTimeout(resolve, 50))]);
-  }
-  return false;
-}

@@ -1,11 +1,10 @@
 // The shipped apache/*.conf in front of the server through a real Apache (mod_proxy_uwsgi): every interface,
 // mounted at the root and at /app, over a Unix socket and over TCP, with an upload and a streamed download.
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snippet, startApacheStack, type ApacheStack, type Mount } from './apache.js';
-import { ROOT, httpDigest, httpRequest, seededBytes, sha256, type Transport } from './nginx.js';
+import { ROOT, expectedDownload, httpDigest, httpRequest, seededBytes, sha256, type Transport } from './nginx.js';
 
 const CASES: Array<{ file: string; mount: Mount; transport: Transport }> = [
   { file: 'apache/site-unix.conf', mount: 'root', transport: 'unix' },
@@ -19,17 +18,7 @@ const INTERFACES = [
   { name: 'fetch', app: 'mounted-fetch.mjs' },
 ] as const;
 
-/** What payload.mjs's download sends, computed here on its own: 256 chunks of 64 KiB, chunk i filled with
- * (i * 31 + 7) & 0xff, its index first (big-endian u32). */
-const DOWNLOAD = (() => {
-  const hash = createHash('sha256');
-  for (let i = 0; i < 256; i++) {
-    const chunk = Buffer.alloc(64 * 1024, (i * 31 + 7) & 0xff);
-    chunk.writeUInt32BE(i, 0);
-    hash.update(chunk);
-  }
-  return { length: 256 * 64 * 1024, sha256: hash.digest('hex') };
-})();
+const DOWNLOAD = expectedDownload();
 
 const json = (body: Buffer): Record<string, unknown> => JSON.parse(body.toString('utf8')) as Record<string, unknown>;
 

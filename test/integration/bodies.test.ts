@@ -1,24 +1,12 @@
 // Request and response bodies through a real nginx for each interface: multi-megabyte uploads (sized and
 // chunked by the client), a 16 MB streamed download, and a response without Content-Length as HTTP/1.0 and
 // HTTP/1.1 clients receive it byte for byte.
-import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeChunked, httpDigest, httpRequest, parseResponse, rawExchange, seededBytes, sha256, startStack, type Stack } from './nginx.js';
+import { decodeChunked, expectedDownload, httpDigest, httpRequest, parseResponse, rawExchange, seededBytes, sha256, startStack, type Stack } from './nginx.js';
 
-// The apps' payloads (test/fixtures/apps/integration/payload.mjs), computed here independently.
-const DOWNLOAD_CHUNKS = 256;
-const DOWNLOAD_CHUNK_SIZE = 64 * 1024;
+// The apps' payloads (test/fixtures/apps/integration/payload.mjs), computed here independently (the download:
+// expectedDownload in nginx.ts).
 const STREAM_BYTES = Buffer.from(['alpha\n', 'bravo '.repeat(5000) + '\n', 'charlie\n', 'd'.repeat(100_000) + '\n', 'echo\n'].join(''));
-
-function expectedDownload(): { length: number; sha256: string } {
-  const hash = createHash('sha256');
-  for (let i = 0; i < DOWNLOAD_CHUNKS; i++) {
-    const chunk = Buffer.alloc(DOWNLOAD_CHUNK_SIZE, (i * 31 + 7) & 0xff);
-    chunk.writeUInt32BE(i, 0);
-    hash.update(chunk);
-  }
-  return { length: DOWNLOAD_CHUNKS * DOWNLOAD_CHUNK_SIZE, sha256: hash.digest('hex') };
-}
 
 const UPLOAD = seededBytes(0x5eed, 8 * 1024 * 1024 + 13);
 

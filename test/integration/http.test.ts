@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { CLI, ROOT, freePort, seededBytes, sha256, startServer, type ServerProcess } from './nginx.js';
+import { CLI, ROOT, expectedDownload, freePort, seededBytes, sha256, startServer, type ServerProcess } from './nginx.js';
 
 const MAX_BODY = 1024 * 1024;
 
@@ -36,16 +36,6 @@ async function startWithHttp(app: string, dir: string, extra: string[] = []): Pr
   throw lastError!;
 }
 
-/** The fixture apps' 16 MiB download (test/fixtures/apps/integration/payload.mjs), computed here on its own. */
-function expectedDownload(): { length: number; sha256: string } {
-  const hash = createHash('sha256');
-  for (let i = 0; i < 256; i++) {
-    const chunk = Buffer.alloc(64 * 1024, (i * 31 + 7) & 0xff);
-    chunk.writeUInt32BE(i, 0);
-    hash.update(chunk);
-  }
-  return { length: 256 * 64 * 1024, sha256: hash.digest('hex') };
-}
 
 const INTERFACES = [
   { name: 'wsgi', app: 'wsgi.mjs' },

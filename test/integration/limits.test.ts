@@ -13,6 +13,7 @@ import { encodeRequest } from '../../src/protocol/encoder.js';
 import { nginxVars } from '../helpers/serve.js';
 import {
   NGINX_BIN,
+  accepting,
   freePort,
   httpRequest,
   nginxConfig,
@@ -98,21 +99,7 @@ async function startExtraNginx(backend: string, directives: string): Promise<Ext
 
 /** Resolves once 127.0.0.1:port accepts a connection; rejects if `child` exits or 15 s pass. */
 async function waitListening(port: number, child: ChildProcess, log: () => string): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`nginx exited: ${log()}`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const probe = net.connect({ host: '127.0.0.1', port });
-      probe.once('connect', () => {
-        probe.destroy();
-        resolve(true);
-      });
-      probe.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    await sleep(50);
-  }
-  throw new Error(`nginx did not listen on ${port} within 15 s: ${log()}`);
+  if (!(await accepting(port, child))) throw new Error(`nginx did not listen on ${port} within 15 s: ${log()}`);
 }
 
 /** The first server log line from index `mark` on that matches (waiting for it). */

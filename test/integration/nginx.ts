@@ -7,6 +7,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -148,6 +149,31 @@ export interface LaunchedServer extends Omit<ServerProcess, 'readyBy'> {
   describe(): string;
 }
 
+/** Reads a server's stdout as log lines (JSON, else { raw }), calling `onLine` for each complete non-empty line;
+ * returns a reader of the whole text so far. */
+export function readLogLines(stream: Readable, onLine: (line: LogLine) => void): () => string {
+  let text = '';
+  let partial = '';
+  stream.setEncoding('utf8').on('data', (chunk: string) => {
+    text += chunk;
+    partial += chunk;
+    let nl: number;
+    while ((nl = partial.indexOf('\n')) !== -1) {
+      const raw = partial.slice(0, nl);
+      partial = partial.slice(nl + 1);
+      if (raw.trim() === '') continue;
+      let line: LogLine;
+      try {
+        line = JSON.parse(raw) as LogLine;
+      } catch {
+        line = { raw };
+      }
+      onLine(line);
+    }
+  });
+  return () => text;
+}
+
 /** Spawns `node dist/cli.js <app> --socket <socket> ...` and collects its logs, without waiting for anything. */
 export function launchServer(opts: ServerOptions): LaunchedServer {
   requireNginx();
@@ -157,35 +183,19 @@ export function launchServer(opts: ServerOptions): LaunchedServer {
   const child = spawn(process.execPath, argv, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: LogLine[] = [];
   const waiters = new Set<{ match: (line: LogLine) => boolean; resolve: (line: LogLine) => void }>();
-  let stdout = '';
   let stderr = '';
-  let partial = '';
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-    stdout += chunk;
-    partial += chunk;
-    let nl: number;
-    while ((nl = partial.indexOf('\n')) !== -1) {
-      const text = partial.slice(0, nl);
-      partial = partial.slice(nl + 1);
-      if (text.trim() === '') continue;
-      let line: LogLine;
-      try {
-        line = JSON.parse(text) as LogLine;
-      } catch {
-        line = { raw: text };
-      }
-      logs.push(line);
-      for (const waiter of waiters) {
-        if (waiter.match(line)) {
-          waiters.delete(waiter);
-          waiter.resolve(line);
-        }
+  const stdout = readLogLines(child.stdout!, (line) => {
+    logs.push(line);
+    for (const waiter of waiters) {
+      if (waiter.match(line)) {
+        waiters.delete(waiter);
+        waiter.resolve(line);
       }
     }
   });
   const describe = (): string =>
-    `server: ${process.execPath} ${argv.join(' ')}\n--- stderr ---\n${stderr}\n--- stdout ---\n${stdout}`;
+    `server: ${process.execPath} ${argv.join(' ')}\n--- stderr ---\n${stderr}\n--- stdout ---\n${stdout()}`;
 
   const waitForLog = (match: (line: LogLine) => boolean, timeout = 10_000): Promise<LogLine> => {
     const seen = logs.find(match);
@@ -208,7 +218,7 @@ export function launchServer(opts: ServerOptions): LaunchedServer {
     // 'close', not 'exit': every line the process wrote has been read by then.
     exited: new Promise((resolve) => child.once('close', (code) => resolve(code))),
     describe,
-    stdout: () => stdout,
+    stdout,
     stderr: () => stderr,
     alive: () => child.exitCode === null && child.signalCode === null,
     waitForLog,
@@ -794,4 +804,36 @@ export function seededBytes(seed: number, length: number): Buffer {
     out[i] = x & 0xff;
   }
   return out;
+}
+
+/** What payload.mjs's 16 MiB download sends, computed here on its own: 256 chunks of 64 KiB, chunk i filled with
+ * (i * 31 + 7) & 0xff, its index first (big-endian u32). */
+export function expectedDownload(): { length: number; sha256: string } {
+  const hash = createHash('sha256');
+  for (let i = 0; i < 256; i++) {
+    const chunk = Buffer.alloc(64 * 1024, (i * 31 + 7) & 0xff);
+    chunk.writeUInt32BE(i, 0);
+    hash.update(chunk);
+  }
+  return { length: 256 * 64 * 1024, sha256: hash.digest('hex') };
+}
+
+/** Resolves true once something accepts on 127.0.0.1:`port`, false if `child` exits first (or after 15 s). */
+export async function accepting(port: number, child: ChildProcess): Promise<boolean> {
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) return false;
+    const ok = await new Promise<boolean>((resolve) => {
+      const probe = net.connect({ host: '127.0.0.1', port });
+      probe.once('connect', () => {
+        probe.destroy();
+        resolve(true);
+      });
+      probe.once('error', () => resolve(false));
+    });
+    if (ok) return true;
+    // Not yet bound: wait for the child to exit or to bind, whichever comes first.
+    await Promise.race([new Promise((resolve) => child.once('exit', resolve)), new Promise((resolve) => setTimeout(resolve, 50))]);
+  }
+  return false;
 }

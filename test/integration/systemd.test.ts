@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeRequest } from '../../src/protocol/encoder.js';
 import { nginxVars } from '../helpers/serve.js';
-import { APPS, CLI, ROOT, freePort, httpRequest, parseResponse, rawExchange, startNginx, type LogLine, type NginxProcess } from './nginx.js';
+import { APPS, CLI, ROOT, freePort, httpRequest, parseResponse, rawExchange, readLogLines, startNginx, type LogLine, type NginxProcess } from './nginx.js';
 
 const ACTIVATE = '/usr/bin/systemd-socket-activate';
 const ANALYZE = '/usr/bin/systemd-analyze';
@@ -143,30 +143,17 @@ function activate(opts: ActivateOptions): Activated {
   const child = spawn(ACTIVATE, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: LogLine[] = [];
   const events = waiter<LogLine>();
-  let stdout = '';
   let stderr = '';
-  let partial = '';
   child.stderr!.setEncoding('utf8').on('data', (c: string) => {
     stderr += c;
     events.changed();
   });
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-    stdout += chunk;
-    partial += chunk;
-    let nl: number;
-    while ((nl = partial.indexOf('\n')) !== -1) {
-      const text = partial.slice(0, nl);
-      partial = partial.slice(nl + 1);
-      try {
-        logs.push(JSON.parse(text) as LogLine);
-      } catch {
-        logs.push({ raw: text });
-      }
-    }
+  const stdout = readLogLines(child.stdout!, (line) => {
+    logs.push(line);
     events.changed();
   });
   const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
-  const describe = (): string => `${ACTIVATE} ${argv.join(' ')}\n--- stderr ---\n${stderr}\n--- stdout ---\n${stdout}`;
+  const describe = (): string => `${ACTIVATE} ${argv.join(' ')}\n--- stderr ---\n${stderr}\n--- stdout ---\n${stdout()}`;
   return {
     child,
     logs,
