@@ -141,7 +141,7 @@ export async function loadApp(spec: string, options: LoadOptions): Promise<Loade
     }
   }
   const detected = await detectInterface(app, exportName, options.interface, file);
-  const upgrade = upgradeOf(exports.get('upgrade'), app);
+  const upgrade = upgradeOf(exports.get('upgrade'), detected.app instanceof Server ? detected.app : app);
   return { ...detected, file, exportName, ...(upgrade && { upgrade }) };
 }
 
@@ -226,10 +226,14 @@ export async function detectInterface(
   throw new UwsgiError('ERR_APP_INTERFACE_UNKNOWN', { file, name: exportName, detail: `it is ${kindOf(value)}` });
 }
 
-/** Koa (callback()) and Fastify (ready(), then routing()) as (req, res) handlers; http.Server as itself. */
+/** Koa (callback()) and Fastify (ready(), then routing()) as (req, res) handlers; http.Server as itself; a NestJS
+ * application (init()) as its http.Server. */
 async function nodeShape(value: unknown, exportName: string, file: string): Promise<{ app: unknown; by: string } | undefined> {
   if (value instanceof Server) return { app: value, by: 'http.Server' };
   if (hasMethod(value, 'fetch')) return undefined;
+  if (hasMethod(value, 'getHttpServer') && hasMethod(value, 'getHttpAdapter') && hasMethod(value, 'init')) {
+    return { app: await nestServer(value, exportName, file), by: 'NestJS application (init(), getHttpServer())' };
+  }
   if (hasMethod(value, 'routing') && hasMethod(value, 'ready') && hasMethod(value, 'inject')) {
     const fastify = value as { ready(): Promise<unknown>; routing(req: unknown, res: unknown): void };
     try {
@@ -245,6 +249,30 @@ async function nodeShape(value: unknown, exportName: string, file: string): Prom
     return { app: koa.callback(), by: 'callback() (Koa)' };
   }
   return undefined;
+}
+
+/**
+ * A NestJS INestApplication, as NestFactory.create() returns it: its routes exist once init() has run (listen()
+ * runs it; an app handed over without listen() has not). Then its http.Server's 'request' listener (the Express
+ * or Fastify instance) serves, and its 'upgrade' listeners (WebSocket gateways) take upgrades.
+ */
+async function nestServer(value: unknown, exportName: string, file: string): Promise<Server> {
+  const nest = value as { isInitialized?: boolean; init(): Promise<unknown>; getHttpServer(): unknown };
+  // NestApplication's own flag (nest-application.js); init() checks it too, so an older Nest without it is fine.
+  if (nest.isInitialized !== true) {
+    try {
+      await nest.init();
+    } catch (cause) {
+      throw new UwsgiError('ERR_APP_FACTORY_FAILED', { file, name: `${exportName}.init`, detail: messageOf(cause) }, { cause });
+    }
+  }
+  const server = nest.getHttpServer();
+  if (server instanceof Server) return server;
+  throw new UwsgiError('ERR_APP_INTERFACE_UNKNOWN', {
+    file,
+    name: exportName,
+    detail: `it is a NestJS application whose getHttpServer() returns ${kindOf(server)}, not an http.Server (an httpsOptions app? nginx terminates TLS: drop httpsOptions)`,
+  });
 }
 
 function mismatch(value: unknown, name: string, forced: InterfaceName, file: string): UwsgiError {

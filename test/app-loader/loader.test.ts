@@ -436,6 +436,44 @@ describe('detection, in README order', () => {
     expect(await getThrough(loaded.app as RequestListener, '/hello')).toEqual({ status: 200, body: '{"hello":"fastify"}' });
   });
 
+  it('row 4: a NestJS application is node: init() is awaited, then its http.Server serves', async () => {
+    const nest = (await fixture('nest.mjs')).app as { isInitialized: boolean; getHttpServer(): Server; close(): Promise<void> };
+    cleanups.push(() => nest.close());
+    expect(nest.isInitialized).toBe(false);
+    const loaded = await loadApp('./nest.mjs:app', auto);
+    expect(loaded.interface).toBe('node');
+    expect(loaded.detectedBy).toBe('NestJS application (init(), getHttpServer())');
+    expect(nest.isInitialized).toBe(true);
+    expect(loaded.app).toBe(nest.getHttpServer());
+    // Its 'upgrade' listeners take upgrades, as an exported http.Server's do.
+    expect(loaded.upgrade).toBe(loaded.app);
+    const server = loaded.app as Server;
+    expect(server.listening).toBe(false);
+    expect(await getThrough((req, res) => server.emit('request', req, res), '/hello')).toEqual({ status: 200, body: 'hello from nest' });
+  });
+
+  it('row 4: a NestJS factory (:createApp()) and --interface node give the same', async () => {
+    const loaded = await loadApp('./nest.mjs:createApp()', { cwd: fixtures, interface: 'node' });
+    expect(loaded.interface).toBe('node');
+    expect(loaded.detectedBy).toBe('--interface node (NestJS application (init(), getHttpServer()))');
+    const server = loaded.app as Server;
+    expect(server).toBeInstanceOf(Server);
+    expect(await getThrough((req, res) => server.emit('request', req, res), '/hello')).toEqual({ status: 200, body: 'hello from nest' });
+  });
+
+  it('row 4: a NestJS application already initialised is not initialised again', async () => {
+    const createApp = (await fixture('nest.mjs')).createApp as () => Promise<{ init(): Promise<unknown>; close(): Promise<void> }>;
+    const nest = await createApp();
+    cleanups.push(() => nest.close());
+    await nest.init();
+    let inits = 0;
+    const init = nest.init.bind(nest);
+    Object.defineProperty(nest, 'init', { value: () => (inits++, init()), configurable: true });
+    const detected = await detectInterface(nest, 'default', 'auto');
+    expect(detected.interface).toBe('node');
+    expect(inits).toBe(0);
+  });
+
   it('row 6: a function exported as application is wsgi, whatever its arity', async () => {
     const loaded = await loadApp('./shapes.mjs:application', auto);
     expect(loaded.interface).toBe('wsgi');

@@ -142,6 +142,46 @@ describe('node interface', () => {
     });
   });
 
+  // Express re-parents req and res (Object.setPrototypeOf(req, app.request)): the adapter's behaviour must not
+  // live on a prototype. A body past the stream buffers (about 32 KB) used to stop arriving, and hung.
+  it('gives Express 5 a 1 MiB JSON body after it swaps the prototypes of req and res', async () => {
+    const app = express();
+    app.use(express.json({ limit: '4mb' }));
+    app.post('/json', (req, res) => {
+      const data = (req.body as { data: string }).data;
+      res.json({ length: data.length, sha256: createHash('sha256').update(data).digest('hex') });
+    });
+    await serve(app as unknown as NodeHandler);
+    const data = 'x'.repeat(1024 * 1024);
+    const payload = Buffer.from(JSON.stringify({ data }));
+    const res = await server!.request(
+      nginxVars({ REQUEST_METHOD: 'POST', REQUEST_URI: '/json', CONTENT_TYPE: 'application/json', CONTENT_LENGTH: String(payload.length) }),
+      payload,
+    );
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.body.toString())).toEqual({ length: data.length, sha256: createHash('sha256').update(data).digest('hex') });
+  });
+
+  it('never sends a 1xx under Express: writeEarlyHints, writeContinue and writeProcessing are dropped and logged', async () => {
+    const app = express();
+    let called = 0;
+    app.get('/hints', (_req, res) => {
+      res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' }, () => called++);
+      res.writeContinue(() => called++);
+      res.writeProcessing(() => called++);
+      setImmediate(() => res.send('final'));
+    });
+    await serve(app as unknown as NodeHandler);
+    const res = await server!.request(nginxVars({ REQUEST_URI: '/hints' }));
+    expect(res.raw.subarray(0, 15).toString('latin1')).toBe('HTTP/1.1 200 OK');
+    expect(res.raw.toString('latin1')).not.toMatch(/HTTP\/1\.1 1\d\d/);
+    expect(res.body.toString()).toBe('final');
+    expect(called).toBe(3);
+    const dropped = server!.records.filter((r) => r.msg.startsWith('dropped an informational'));
+    expect(dropped).toHaveLength(3);
+    expect(dropped[0]).toMatchObject({ level: 20, uri: '/hints' });
+  });
+
   it('runs Koa 3 through app.callback()', async () => {
     const app = new Koa();
     app.use((ctx) => {
