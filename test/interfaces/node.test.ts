@@ -162,6 +162,28 @@ describe('node interface', () => {
     expect(JSON.parse(res.body.toString())).toEqual({ length: data.length, sha256: createHash('sha256').update(data).digest('hex') });
   });
 
+  it('keeps backpressure when the app re-parents req and res: a body the app has not read yet stays unread', async () => {
+    const body = Buffer.alloc(8 * 1024 * 1024, 7);
+    let readBeforeConsuming = -1;
+    await serve((req, res) => {
+      // What Express does, with a prototype of the app's own above Node's.
+      Object.setPrototypeOf(req, Object.create(http.IncomingMessage.prototype));
+      Object.setPrototypeOf(res, Object.create(http.ServerResponse.prototype));
+      req.once('readable', async () => {
+        for (let turn = 0; turn < 50; turn++) await new Promise((resolve) => setImmediate(resolve));
+        readBeforeConsuming = req.socket.bytesRead;
+        const hash = createHash('sha256');
+        for await (const chunk of req) hash.update(chunk as Buffer);
+        res.end(hash.digest('hex'));
+      });
+    });
+    const res = await server!.request(nginxVars({ REQUEST_METHOD: 'PUT', CONTENT_LENGTH: String(body.length) }), body);
+    expect(res.body.toString()).toBe(createHash('sha256').update(body).digest('hex'));
+    // The stream buffers (16 KB each for req and the body stream) and a socket read or two; not the 8 MB sent.
+    expect(readBeforeConsuming).toBeGreaterThan(0);
+    expect(readBeforeConsuming).toBeLessThan(1024 * 1024);
+  });
+
   it('never sends a 1xx under Express: writeEarlyHints, writeContinue and writeProcessing are dropped and logged', async () => {
     const app = express();
     let called = 0;
