@@ -176,7 +176,7 @@ export const OPTIONS = [
     name: 'maxRss',
     flag: 'max-rss',
     arg: 'MiB',
-    help: 'recycle a worker whose resident memory stays above this many MiB for 3 heartbeats in a row; 0 disables',
+    help: 'recycle a worker whose resident memory stays above this many MiB (3 samples, 0.05 s apart), at once past twice that; 0 disables',
     default: 0,
     parse: (raw) => integer('--max-rss', raw, 0, 1024 * 1024),
   }),

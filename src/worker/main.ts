@@ -1,5 +1,6 @@
 // A worker process: loads the app, serves the master's listening sockets, sends heartbeats, drains on request.
 // Started by the master through node:cluster with its configuration in NODE_UWSGI_WORKER; never run by hand.
+import cluster from 'node:cluster';
 import { hostname } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { loadApp } from '../app-loader/index.js';
@@ -11,6 +12,7 @@ import { buildAllowList } from '../server/allow.js';
 import { createServer, type UwsgiServer } from '../server/server.js';
 import { createHttpListener, type HttpListener } from '../server/http.js';
 import { InflightTable } from './inflight.js';
+import { RssWatch, watchRss } from './rss.js';
 import { workerStats } from '../ops/stats.js';
 
 const HEARTBEAT_INFLIGHT = 10;
@@ -92,7 +94,10 @@ async function main(): Promise<void> {
   // The watchdog's view of the event loop: this tick stops when the loop is blocked.
   setInterval(() => table.tick(), 50).unref();
 
+  // --max-rss: an early heartbeat when over the limit (src/worker/rss.ts).
+  const rssWatch = options.maxRss > 0 ? new RssWatch(options.maxRss * 1024 * 1024, () => process.memoryUsage.rss()) : undefined;
   const beat = (): Promise<void> => {
+    rssWatch?.reported(Date.now());
     const inflight: InflightEntry[] = table
       .list()
       .slice(0, HEARTBEAT_INFLIGHT)
@@ -104,11 +109,13 @@ async function main(): Promise<void> {
   // Recycling starts the moment --max-requests is reached, not at the next heartbeat.
   table.threshold = config.maxRequests;
   table.onThreshold = () => void beat();
+  const stopRssWatch = rssWatch ? watchRss(rssWatch, () => void beat()) : undefined;
 
   let draining = false;
   const drain = (why: string): void => {
     if (draining) return;
     draining = true;
+    stopRssWatch?.();
     log.debug({ why }, 'worker draining: no new connections, finishing in-flight requests');
     void Promise.all([server.close(), httpListener?.close()]).then(async () => {
       clearInterval(heartbeat);
@@ -122,8 +129,22 @@ async function main(): Promise<void> {
     else if (message?.t === 'reopen-log') reopenLog();
   });
   process.on('SIGTERM', () => drain('SIGTERM'));
-  // The master is gone (killed): nothing will route or watch this worker any more.
-  process.on('disconnect', () => drain('master gone'));
+  // The master is gone (SIGKILL, the OOM killer): nothing will route or watch this worker any more. node:cluster
+  // would exit it at once, cutting its requests in flight (502 through nginx): its own 'disconnect' listener,
+  // added before any of ours, calls process.exit unless worker.exitedAfterDisconnect is set
+  // (lib/internal/cluster/child.js, _setupWorker, in Node 20 and 24). Set, which says that this exit follows the
+  // disconnect by design, the worker drains instead, and its own --graceful-timeout bounds it: no master will.
+  // Set here, not at start: a worker that loses its master while booting has nothing to finish, and exits then.
+  // Nothing else in the worker reads the flag, and the master never disconnects a worker (it sends 'drain').
+  if (cluster.worker) cluster.worker.exitedAfterDisconnect = true;
+  process.once('disconnect', () => {
+    log.warn({ inflight: table.busy, gracefulTimeoutMs: options.gracefulTimeout * 1000 }, 'the master is gone: finishing the requests in flight, then exiting');
+    drain('master gone');
+    setTimeout(() => {
+      log.warn({ inflight: table.busy, gracefulTimeoutMs: options.gracefulTimeout * 1000 }, 'the master is gone and --graceful-timeout has passed: exiting');
+      process.exit(1);
+    }, options.gracefulTimeout * 1000);
+  });
 
   await send({
     t: 'ready',

@@ -1,5 +1,6 @@
 // The process manager (src/master/, src/worker/) with real processes under real load through a real nginx:
-// rolling reloads, graceful stop, a killed worker, harakiri, recycling, an app that cannot load, request timeout.
+// rolling reloads, graceful stop, a killed worker, harakiri, recycling (--max-requests, --max-rss), an app that
+// cannot load, request timeout, a master killed with requests in flight.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -65,6 +66,28 @@ function waitForLogs(server: ServerProcess, match: (line: LogLine) => boolean, c
 }
 
 const master = (line: LogLine): boolean => line.role === 'master';
+
+/** A field of /proc/PID/status in bytes (VmRSS, VmHWM: kB there), or undefined once the process has gone. */
+function procStatusBytes(pid: number, field: string): number | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const match = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(text);
+  return match ? Number(match[1]) * 1024 : undefined;
+}
+
+/** Whether the process runs: not gone, and not a zombie waiting for a reaper (an orphan's parent is init). */
+function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
 
 /** How a direct connection to the Unix socket ends: 'connected' or the error code. */
 function connectOutcome(path: string): Promise<string> {
@@ -313,6 +336,149 @@ describe('the process manager under load, through nginx', () => {
     expect(pids.size).toBeGreaterThanOrEqual(4);
     expect(boots(dir).length).toBeGreaterThanOrEqual(5);
   }, 60_000);
+
+  it('holds --max-rss 200 against a leak of 10 MB per request: every worker stays under 1.5x, no request fails', async () => {
+    const dir = stateDir('v1');
+    const stack = await pmStack(dir, ['--workers', '2', '--max-rss', '200']);
+    const MiB = 1024 * 1024;
+    const cap = 200 * MiB;
+    // Every worker's peak resident size: VmHWM (the kernel's own high-water mark, so nothing between two polls is
+    // missed) read every 20 ms until the process has gone; a worker stops leaking once it drains.
+    const peaks = new Map<number, number>();
+    const poll = setInterval(() => {
+      for (const pid of boots(dir)) {
+        const hwm = procStatusBytes(pid, 'VmHWM');
+        if (hwm !== undefined) peaks.set(pid, Math.max(peaks.get(pid) ?? 0, hwm));
+      }
+    }, 20);
+    cleanups.push(() => clearInterval(poll));
+
+    // A steady client: 2 connections, a request every 200 ms each: 10 requests, 100 MB a second, 50 MB a second
+    // per worker. What a worker holds past the limit is that rate times the time to notice (three samples 50 ms
+    // apart, was three heartbeats 1 s apart: 150 MB) plus the time its replacement takes to boot.
+    const PACE_MS = 200;
+    const statuses: Record<string, number> = {};
+    const failures: string[] = [];
+    let sent = 0;
+    let stopped = false;
+    const client = async (): Promise<void> => {
+      while (!stopped) {
+        const started = Date.now();
+        sent++;
+        try {
+          const res = await httpRequest(stack.url('/leak'));
+          statuses[res.status] = (statuses[res.status] ?? 0) + 1;
+          if (res.status !== 200) failures.push(`${res.status} ${res.body.toString('utf8').slice(0, 200)}`);
+        } catch (err) {
+          failures.push((err as Error).message);
+        }
+        await new Promise((resolve) => setTimeout(resolve, Math.max(0, PACE_MS - (Date.now() - started))));
+      }
+    };
+    const clients = Promise.all([client(), client()]);
+    cleanups.push(async () => {
+      stopped = true;
+      await clients;
+    });
+
+    const started = Date.now();
+    const exited = (line: LogLine): boolean => master(line) && line.msg === 'worker exited' && line.cause === 'max-rss';
+    await waitForLogs(stack.server, exited, 6, 60_000);
+    stopped = true;
+    await clients;
+    clearInterval(poll);
+    const elapsed = Date.now() - started;
+
+    const recycles = stack.server.logs.filter((line) => master(line) && line.msg?.startsWith('recycling a worker') === true);
+    const atOnce = recycles.filter((line) => line.level === 40).length;
+    const mib = (bytes: number): number => Math.round(bytes / MiB);
+    const peakList = [...peaks.values()];
+    console.log(
+      `max-rss: --max-rss 200, 10 MB per request, ${sent} requests in ${elapsed} ms (statuses ${JSON.stringify(statuses)}); ` +
+        `${recycles.length} recycles (${atOnce} at once past twice); peak VmHWM per worker MiB ${[...peaks].map(([pid, b]) => `${pid}:${mib(b)}`).join(', ')}; ` +
+        `recycled at rss MiB ${recycles.map((line) => mib(line.rss as number)).join(',')}`,
+    );
+    expect(failures, failures.slice(0, 5).join('\n')).toEqual([]);
+    expect(Object.keys(statuses)).toEqual(['200']);
+    expect(recycles.length).toBeGreaterThanOrEqual(6);
+    for (const line of recycles) expect(line.cause).toBe('max-rss');
+    // Every worker that served: the first two, and the replacements, some of them recycled in turn.
+    expect(peakList.length).toBeGreaterThanOrEqual(6);
+    for (const peak of peakList) expect(peak).toBeLessThan(1.5 * cap);
+  }, 120_000);
+
+  it('when the master is killed with SIGKILL, the workers finish their requests in flight, accept no more, and exit', async () => {
+    const dir = stateDir('v1');
+    const stack = await pmStack(dir, ['--workers', '2', '--graceful-timeout', '5']);
+    const workers = boots(dir);
+    expect(workers).toHaveLength(2);
+    cleanups.push(() => {
+      for (const pid of workers) if (running(pid)) process.kill(pid, 'SIGKILL');
+    });
+    const slowStarted = (line: LogLine): boolean => line.msg === 'pm-app: slow request started';
+    const slow = Array.from({ length: 4 }, () => httpRequest(stack.url('/slow')));
+    await waitForLogs(stack.server, slowStarted, 4);
+    let slowDone = 0;
+    const slowEnds: number[] = [];
+    for (const request of slow) void request.then(() => (slowDone++, slowEnds.push(Date.now())), () => slowDone++);
+
+    const killedAt = Date.now();
+    stack.server.child.kill('SIGKILL');
+    const gone = await waitForLogs(stack.server, (line) => line.msg === 'the master is gone: finishing the requests in flight, then exiting', 2);
+    expect(new Set(gone.map((line) => line.pid))).toEqual(new Set(workers));
+    expect(gone.reduce((n, line) => n + (line.inflight as number), 0)).toBe(4);
+
+    // No new connection is accepted while the slow requests are still running.
+    const refused = (outcome: string): boolean => outcome === 'ECONNREFUSED' || outcome === 'ENOENT';
+    const probes: string[] = [];
+    do probes.push(await connectOutcome(stack.backend));
+    while (!refused(probes.at(-1)!) && Date.now() - killedAt < 1000);
+    const refusedAfter = Date.now() - killedAt;
+    expect(refused(probes.at(-1)!), probes.join(', ')).toBe(true);
+    expect(slowDone).toBe(0);
+    const viaNginx = await httpRequest(stack.url('/'));
+    expect(viaNginx.status).toBe(502);
+    expect(slowDone).toBe(0);
+
+    const results = await Promise.all(slow);
+    for (const result of results) {
+      expect(result.status).toBe(200);
+      expect(JSON.parse(result.body.toString('utf8'))).toMatchObject({ slow: true });
+    }
+    // Then they exit on their own: well within --graceful-timeout, as soon as their requests are done.
+    while (workers.some(running) && Date.now() - killedAt < 10_000) await new Promise((resolve) => setTimeout(resolve, 20));
+    const exitedAfter = Date.now() - killedAt;
+    console.log(
+      `master SIGKILL: 4 slow requests in flight on workers ${workers.join(',')}; new connections refused ${refusedAfter} ms after the kill ` +
+        `(probes ${probes.join(', ')}); slow requests answered ${results.map((r) => r.status).join(',')} at ${slowEnds.map((t) => t - killedAt).join(',')} ms; ` +
+        `workers gone ${exitedAfter} ms after the kill`,
+    );
+    expect(workers.filter(running)).toEqual([]);
+    expect(exitedAfter).toBeLessThan(5000);
+  }, 60_000);
+
+  it('a worker orphaned by its master exits after --graceful-timeout even with a request that never ends', async () => {
+    const dir = stateDir('v1');
+    const stack = await pmStack(dir, ['--workers', '1', '--graceful-timeout', '2']);
+    const [worker] = boots(dir);
+    cleanups.push(() => {
+      if (running(worker!)) process.kill(worker!, 'SIGKILL');
+    });
+    const hang = httpRequest(stack.url('/hang'));
+    await stack.server.waitForLog((line) => line.msg === 'pm-app: hanging request started');
+    const killedAt = Date.now();
+    stack.server.child.kill('SIGKILL');
+    const timedOut = await stack.server.waitForLog((line) => line.msg === 'the master is gone and --graceful-timeout has passed: exiting', 10_000);
+    const hangResult = await hang;
+    while (running(worker!) && Date.now() - killedAt < 10_000) await new Promise((resolve) => setTimeout(resolve, 20));
+    const exitedAfter = Date.now() - killedAt;
+    console.log(`orphan: worker ${worker} with GET /hang in flight exited ${exitedAfter} ms after the master's SIGKILL (--graceful-timeout 2); /hang got ${hangResult.status}`);
+    expect(timedOut).toMatchObject({ pid: worker, inflight: 1, gracefulTimeoutMs: 2000 });
+    expect(running(worker!)).toBe(false);
+    expect(exitedAfter).toBeGreaterThanOrEqual(2000);
+    expect(exitedAfter).toBeLessThan(4000);
+    expect(hangResult.status).toBe(502);
+  }, 30_000);
 
   it('halts with the loader\'s error, non-zero, after at most one attempt per worker, when the app throws on import', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'nu-pm-'));

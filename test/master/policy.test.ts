@@ -395,6 +395,48 @@ describe('stop', () => {
     sim.exit(2, null, 'SIGKILL');
     expect(effects(sim.exit(3, null, 'SIGKILL'))).toEqual([{ type: 'exit', code: 0 }]);
   });
+
+  it('says in one log line which signal it ignores while stopping, and why', () => {
+    const ignored = (actions: Action[]): Array<{ level: LogLevel; fields: Record<string, unknown> }> =>
+      logs(actions)
+        .filter((l) => l.msg === 'signal ignored: the server is stopping')
+        .map((l) => ({ level: l.level, fields: l.fields }));
+    const sim = Sim.booted();
+    sim.signal('SIGTERM');
+    const hint = 'SIGQUIT or SIGINT stops at once';
+    for (const signal of ['SIGHUP', 'SIGTTIN', 'SIGTTOU'] as const) {
+      const actions = sim.signal(signal);
+      expect(effects(actions)).toEqual([]);
+      expect(logs(actions)).toHaveLength(1);
+      expect(ignored(actions)).toEqual([{ level: 'warn', fields: { signal, stopping: 'gracefully', hint } }]);
+    }
+    const term = sim.signal('SIGTERM');
+    expect(effects(term)).toEqual([]);
+    expect(ignored(term)).toEqual([{ level: 'info', fields: { signal: 'SIGTERM', stopping: 'gracefully', hint } }]);
+    // The second INT is not ignored: it stops at once. After that, nothing is left to escalate to.
+    expect(ignored(sim.signal('SIGINT'))).toEqual([]);
+    for (const signal of ['SIGINT', 'SIGQUIT', 'SIGTERM', 'SIGHUP'] as const) {
+      const actions = sim.signal(signal);
+      expect(effects(actions)).toEqual([]);
+      expect(logs(actions)).toHaveLength(1);
+      expect(ignored(actions)[0]?.fields).toEqual({ signal, stopping: 'at once' });
+    }
+  });
+
+  it('ignores signals, saying so, while halting after a worker failed to start the app', () => {
+    const sim = new Sim({ workers: 2 });
+    sim.start();
+    sim.ready(1);
+    sim.exit(2, 1);
+    for (const signal of ['SIGTERM', 'SIGQUIT', 'SIGTTIN'] as const) {
+      const actions = sim.signal(signal);
+      expect(effects(actions)).toEqual([]);
+      expect(logs(actions)).toEqual([
+        { type: 'log', level: signal === 'SIGTTIN' ? 'warn' : 'info', msg: 'signal ignored: the server is stopping', fields: { signal, stopping: 'at once' } },
+      ]);
+    }
+    expect(effects(sim.exit(1, null, 'SIGKILL'))).toEqual([{ type: 'exit', code: 1 }]);
+  });
 });
 
 describe('SIGHUP rolling reload', () => {
@@ -690,6 +732,87 @@ describe('recycling', () => {
     expect(logs(third, 'info')[0]?.fields).toMatchObject({ worker: 2, cause: 'max-rss', rss: 2000 });
     expect(effects(sim.ready(4))).toEqual([{ type: 'drain', id: 2, cause: 'max-rss' }]);
   });
+
+  it('max-rss does not queue behind a recycling under way; max-requests waits for any', () => {
+    const sim = Sim.booted({ maxRss: 1000, rssSamples: 2, maxRequests: 100 });
+    expect(effects(sim.beat(1, 100))).toEqual([{ type: 'spawn', id: 4, generation: 1 }]);
+    sim.beat(2, 0, 1500);
+    sim.beat(3, 0, 1500);
+    expect(effects(sim.beat(2, 0, 1500))).toEqual([{ type: 'spawn', id: 5, generation: 1 }]);
+    expect(effects(sim.beat(3, 0, 1500))).toEqual([{ type: 'spawn', id: 6, generation: 1 }]);
+    expect([4, 5, 6].map((id) => sim.policy.workers.get(id)!.replaces)).toEqual([1, 2, 3]);
+    for (const id of [4, 5, 6]) sim.ready(id);
+    expect(byCause(sim.take(), 'drain')).toEqual([1, 2, 3]);
+    sim.exit(2, 0);
+    sim.exit(3, 0);
+    // Worker 1 is still draining: a worker at its --max-requests waits until it has gone.
+    expect(effects(sim.beat(4, 100))).toEqual([]);
+    expect(effects(sim.exit(1, 0))).toEqual([{ type: 'spawn', id: 7, generation: 1 }]);
+  });
+
+  it('past twice maxRss: recycles at the first heartbeat, drains at once, and does not wait for a recycling under way', () => {
+    const sim = Sim.booted({ maxRss: 1000, rssSamples: 3 });
+    sim.beat(1, 0, 1500);
+    sim.beat(1, 0, 1500);
+    expect(effects(sim.beat(1, 0, 1500))).toEqual([{ type: 'spawn', id: 4, generation: 1 }]);
+    // Twice the limit is still the small overshoot: counted, not at once.
+    expect(effects(sim.beat(2, 0, 2000))).toEqual([]);
+    const hard = sim.beat(2, 0, 2001);
+    expect(effects(hard)).toEqual([
+      { type: 'spawn', id: 5, generation: 1 },
+      { type: 'drain', id: 2, cause: 'max-rss' },
+    ]);
+    expect(logs(hard, 'warn')).toEqual([
+      {
+        type: 'log',
+        level: 'warn',
+        msg: 'recycling a worker at once: its resident memory is past twice --max-rss',
+        fields: { worker: 2, cause: 'max-rss', requests: 0, rss: 2001, maxRss: 1000 },
+      },
+    ]);
+    expect(sim.policy.workers.get(5)!.replaces).toBe(2);
+    // A worker whose replacement is starting stops accepting at once when it goes past twice, without a second one.
+    expect(effects(sim.beat(1, 0, 2500))).toEqual([{ type: 'drain', id: 1, cause: 'max-rss' }]);
+    expect(effects(sim.ready(4))).toEqual([]);
+    expect(effects(sim.ready(5))).toEqual([]);
+    sim.exit(1, 0);
+    sim.exit(2, 0);
+    expect(sim.ids('ready')).toEqual([3, 4, 5]);
+    expect(effects(sim.tick(1000))).toEqual([]);
+  });
+
+  it('past twice maxRss, the only worker accepting drains when its replacement is ready: the socket must stay open', () => {
+    const sim = Sim.booted({ workers: 2, maxRss: 1000 });
+    expect(effects(sim.beat(1, 0, 3000))).toEqual([
+      { type: 'spawn', id: 3, generation: 1 },
+      { type: 'drain', id: 1, cause: 'max-rss' },
+    ]);
+    // Worker 2 is now the only one accepting: replaced at once, drained when the replacement can take over.
+    expect(effects(sim.beat(2, 0, 3000))).toEqual([{ type: 'spawn', id: 4, generation: 1 }]);
+    expect(effects(sim.beat(2, 0, 3100))).toEqual([]);
+    sim.onStep = () => expect(sim.ids('ready').length).toBeGreaterThanOrEqual(1);
+    expect(effects(sim.ready(3))).toEqual([]);
+    // Another worker accepts now: the next heartbeat past twice drains it, before its own replacement is ready.
+    expect(effects(sim.beat(2, 0, 3200))).toEqual([{ type: 'drain', id: 2, cause: 'max-rss' }]);
+    expect(effects(sim.ready(4))).toEqual([]);
+    sim.exitRetired();
+    expect(sim.ids('ready')).toEqual([3, 4]);
+
+    const single = Sim.booted({ workers: 1, maxRss: 1000 });
+    single.onStep = () => expect(single.ids('ready').length).toBeGreaterThanOrEqual(1);
+    expect(effects(single.beat(1, 0, 2500))).toEqual([{ type: 'spawn', id: 2, generation: 1 }]);
+    expect(effects(single.beat(1, 0, 2600))).toEqual([]);
+    expect(effects(single.ready(2))).toEqual([{ type: 'drain', id: 1, cause: 'max-rss' }]);
+  });
+
+  it('past twice maxRss, a replacement that fails to start backs off instead of respawning at heartbeat rate', () => {
+    const sim = Sim.booted({ workers: 1, maxRss: 1000 });
+    expect(effects(sim.beat(1, 0, 2500))).toEqual([{ type: 'spawn', id: 2, generation: 1 }]);
+    sim.exit(2, 3);
+    expect(effects(sim.beat(1, 0, 2600))).toEqual([]);
+    sim.tick(100);
+    expect(effects(sim.beat(1, 0, 2700))).toEqual([{ type: 'spawn', id: 3, generation: 1 }]);
+  });
 });
 
 describe('harakiri', () => {
@@ -774,7 +897,7 @@ describe('properties', () => {
         k: fc.constant('beat' as const),
         pick: fc.nat(),
         requests: fc.nat({ max: 300 }),
-        rss: fc.nat({ max: 3000 }),
+        rss: fc.nat({ max: 4000 }),
         inflight: fc.nat({ max: 3 }),
       }),
     },
