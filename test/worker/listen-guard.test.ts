@@ -12,6 +12,12 @@ import { listenOn } from '../../src/server/listen.js';
 import { describeListen, installListenGuard, type AskedListen, type ListenGuard } from '../../src/worker/listen-guard.js';
 
 const nodeListen = net.Server.prototype.listen;
+
+interface NestApp {
+  listen(port: number): Promise<unknown>;
+  getHttpServer(): http.Server;
+  close(): Promise<void>;
+}
 let guard: ListenGuard | undefined;
 let warned: AskedListen[] = [];
 afterEach(() => {
@@ -169,6 +175,18 @@ describe('installListenGuard', () => {
     expect(asked[0]).toBe(`localhost:${port}`);
     expect(await accepts(port)).toBe(false);
     await fastify.close();
+  });
+
+  it("resolves NestJS's await app.listen(port) (it needs address() to answer), with the routes served by the server", async () => {
+    install();
+    const port = await freePort();
+    const { createApp } = (await import('../fixtures/apps/loader/nest.mjs')) as { createApp(): Promise<NestApp> };
+    const app = await createApp();
+    expect(await app.listen(port)).toBe(app.getHttpServer());
+    expect(app.getHttpServer().listening).toBe(true);
+    expect(await accepts(port)).toBe(false);
+    expect(warned.map((w) => w.label)).toEqual([`*:${port}`]);
+    await app.close();
   });
 
   it('puts the prototype back on uninstall', () => {
