@@ -180,7 +180,8 @@ describe('installListenGuard', () => {
   it("resolves NestJS's await app.listen(port) (it needs address() to answer), with the routes served by the server", async () => {
     install();
     const port = await freePort();
-    const { createApp } = (await import('../fixtures/apps/loader/nest.mjs')) as { createApp(): Promise<NestApp> };
+    const fixture = new URL('../fixtures/apps/loader/nest.mjs', import.meta.url).href;
+    const { createApp } = (await import(fixture)) as { createApp(): Promise<NestApp> };
     const app = await createApp();
     expect(await app.listen(port)).toBe(app.getHttpServer());
     expect(app.getHttpServer().listening).toBe(true);
