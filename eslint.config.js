@@ -17,5 +17,7 @@ export default tseslint.config(
   {
     files: ['**/*.cjs'],
     languageOptions: { sourceType: 'commonjs', globals: { ...globals.commonjs } },
+    // CommonJS loads with require().
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
 );

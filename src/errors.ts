@@ -98,12 +98,16 @@ export const ERRORS = {
   },
   ERR_APP_IMPORT_FAILED: { message: 'importing the app module {file} failed: {detail}' },
   ERR_APP_EXPORT_MISSING: {
-    message: 'the app module {file} has no export "{name}"; exports found: {exports}. Name one with {spec}:<export>',
+    message: 'the app module {file} has no export "{name}"; exports found: {exports}. Name one with {spec}:<export>{hint}',
   },
   ERR_APP_FACTORY_FAILED: { message: 'the app factory {file}:{name}() threw or rejected: {detail}' },
   ERR_APP_INTERFACE_UNKNOWN: {
+    message: 'cannot tell which interface the app {file}:{name} speaks ({detail}); {fix}',
+  },
+
+  ERR_APP_LISTEN: {
     message:
-      'cannot tell which interface the app {file}:{name} speaks ({detail}); pass --interface wsgi|node|fetch',
+      'the app called listen() on {address}: nothing was opened there, node-uwsgi serves the app on its own sockets (--socket, --http); the call may stay for running the app without node-uwsgi',
   },
 
   ERR_APP_INTERFACE_MISMATCH: {

@@ -1,10 +1,10 @@
 // The CLI as users run it: the built dist/cli.js in a child process (npm test builds first).
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync, statSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeRequest } from '../src/protocol/encoder.js';
 import { nginxVars, parseRawResponse } from './helpers/serve.js';
@@ -107,6 +107,23 @@ describe('node-uwsgi CLI', () => {
     expect(run.code).toBe(1);
     expect(run.stderr).toContain('database unreachable at import');
     expect(run.stdout).toContain('ERR_APP_IMPORT_FAILED');
+  });
+
+  it('prints the file:line of a syntax error in a dependency of the app at error level, and on stderr', async () => {
+    const dir = tempDir();
+    mkdirSync(join(dir, 'lib'));
+    writeFileSync(join(dir, 'app.mjs'), "import { helper } from './lib/dep.mjs';\nexport default (req, res) => res.end(helper);\n");
+    writeFileSync(join(dir, 'lib/dep.mjs'), "export const helper = 'x';\n\nconst broken = ;\n");
+    const run = await runToExit([join(dir, 'app.mjs'), '--socket', join(dir, 's.sock'), '--workers', '2']);
+    expect(run.code).toBe(1);
+    const where = `${pathToFileURL(join(dir, 'lib/dep.mjs')).href}:3`;
+    const lines = run.stdout.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+    const failed = lines.filter((line) => (line.level as number) >= 50);
+    expect(failed).toHaveLength(1);
+    expect(failed[0]).toMatchObject({ errorCode: 'ERR_APP_IMPORT_FAILED', errorAt: [where, 'const broken = ;', '               ^'] });
+    expect(run.stderr).toBe(
+      `node-uwsgi: importing the app module ${join(dir, 'app.mjs')} failed: Unexpected token ';'\n    ${where}\n    const broken = ;\n                   ^\n`,
+    );
   });
 
   it('serves on a Unix socket with --chmod-socket, logs access lines, and stops on SIGTERM with exit 0', async () => {

@@ -8,6 +8,7 @@ import { dirname, extname, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { UwsgiError } from '../errors.js';
 import { taggedInterface, type InterfaceName } from './mark.js';
+import { locateError } from './trace.js';
 
 export { fetchApp, node, wsgi, type InterfaceName } from './mark.js';
 
@@ -38,6 +39,19 @@ export interface LoadedApp {
 export interface LoadOptions {
   cwd: string;
   interface: 'auto' | InterfaceName;
+  /** The addresses the module's own listen() calls asked for (src/worker/listen-guard.ts): when nothing it
+   * exports can be served, the error says to export the app instead. */
+  appListens?: readonly string[];
+}
+
+/** Where the spec named the module, and what its import did: for the hints of the errors. */
+export interface DetectContext {
+  /** The module as the spec named it (./app.js). */
+  module?: string;
+  /** The export was a `:name()` factory, and the value is what it returned. */
+  factory?: boolean;
+  commonJs?: boolean;
+  appListens?: readonly string[];
 }
 
 const EXPORT = /^(?:[A-Za-z_$][\w$]*)(?:\(\))?$/;
@@ -125,10 +139,11 @@ export async function loadApp(spec: string, options: LoadOptions): Promise<Loade
   try {
     namespace = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
   } catch (cause) {
-    throw new UwsgiError('ERR_APP_IMPORT_FAILED', { file, detail: messageOf(cause) }, { cause });
+    throw new UwsgiError('ERR_APP_IMPORT_FAILED', { file, detail: messageOf(cause), at: await locateError(cause, file, options.cwd) }, { cause });
   }
-  const exports = exportsOf(namespace, isCommonJs(file));
-  const [exportName, value] = pickExport(exports, parsed, file);
+  const commonJs = isCommonJs(file);
+  const exports = exportsOf(namespace, commonJs);
+  const [exportName, value] = pickExport(exports, parsed, file, options.appListens ?? []);
   let app = value;
   if (parsed.factory) {
     if (typeof value !== 'function') {
@@ -137,10 +152,15 @@ export async function loadApp(spec: string, options: LoadOptions): Promise<Loade
     try {
       app = await (value as () => unknown)();
     } catch (cause) {
-      throw new UwsgiError('ERR_APP_FACTORY_FAILED', { file, name: exportName, detail: messageOf(cause) }, { cause });
+      throw new UwsgiError('ERR_APP_FACTORY_FAILED', { file, name: exportName, detail: messageOf(cause), at: await locateError(cause, file, options.cwd) }, { cause });
     }
   }
-  const detected = await detectInterface(app, exportName, options.interface, file);
+  const detected = await detectInterface(app, exportName, options.interface, file, {
+    module: parsed.module,
+    factory: parsed.factory,
+    commonJs,
+    appListens: options.appListens ?? [],
+  });
   const upgrade = upgradeOf(exports.get('upgrade'), detected.app instanceof Server ? detected.app : app);
   return { ...detected, file, exportName, ...(upgrade && { upgrade }) };
 }
@@ -165,7 +185,7 @@ function exportsOf(namespace: Record<string, unknown>, commonJs: boolean): Map<s
   return out;
 }
 
-function pickExport(exports: Map<string, unknown>, spec: AppSpec, file: string): [string, unknown] {
+function pickExport(exports: Map<string, unknown>, spec: AppSpec, file: string, appListens: readonly string[]): [string, unknown] {
   const names = spec.exportName === undefined ? CONVENTIONAL : [spec.exportName];
   for (const name of names) {
     const value = exports.get(name);
@@ -177,6 +197,7 @@ function pickExport(exports: Map<string, unknown>, spec: AppSpec, file: string):
     name: names.join('", "'),
     exports: found.length === 0 ? '(none)' : found.join(', '),
     spec: `${spec.module}`,
+    hint: appListens.length === 0 ? '' : `; ${listenHint(appListens)}`,
   });
 }
 
@@ -192,6 +213,7 @@ export async function detectInterface(
   exportName: string,
   forced: 'auto' | InterfaceName,
   file = '<app>',
+  context: DetectContext = {},
 ): Promise<Detected> {
   const tagged = taggedInterface(value);
   if (forced === 'auto' && tagged !== undefined) {
@@ -223,7 +245,36 @@ export async function detectInterface(
       return { interface: 'node', app: value, detectedBy: `function of ${value.length} parameters` };
     }
   }
-  throw new UwsgiError('ERR_APP_INTERFACE_UNKNOWN', { file, name: exportName, detail: `it is ${kindOf(value)}` });
+  throw new UwsgiError('ERR_APP_INTERFACE_UNKNOWN', { file, name: exportName, detail: `it is ${kindOf(value)}`, fix: unknownFix(value, exportName, context) });
+}
+
+/** What to do about an export whose interface cannot be told: the likely mistake's fix, else --interface. */
+function unknownFix(value: unknown, exportName: string, context: DetectContext): string {
+  const module = context.module ?? '<app>';
+  if (isThenable(value)) {
+    if (context.commonJs) {
+      return `CommonJS cannot await it at top level: export the factory instead (module.exports.createApp = createApp) and use ${module}:createApp()`;
+    }
+    const awaited = exportName === 'default' ? 'export default await createApp()' : `export const ${exportName} = await createApp()`;
+    return `await it at top level (${awaited}) or export the factory and use ${module}:createApp()`;
+  }
+  if (typeof value === 'function' && !context.factory && (value.length === 0 || isAsyncFunction(value))) {
+    return `if it is a factory, call it: ${module}:${exportName}(); else pass --interface wsgi|node|fetch`;
+  }
+  if (context.appListens !== undefined && context.appListens.length > 0) return listenHint(context.appListens);
+  return 'pass --interface wsgi|node|fetch';
+}
+
+function listenHint(appListens: readonly string[]): string {
+  return `the module called listen() on ${appListens.join(', ')}: export the app (or the server) instead, and node-uwsgi serves it on its own sockets`;
+}
+
+function isThenable(value: unknown): boolean {
+  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
+}
+
+function isAsyncFunction(value: unknown): boolean {
+  return Object.prototype.toString.call(value) === '[object AsyncFunction]';
 }
 
 /** Koa (callback()) and Fastify (ready(), then routing()) as (req, res) handlers; http.Server as itself; a NestJS
@@ -271,7 +322,8 @@ async function nestServer(value: unknown, exportName: string, file: string): Pro
   throw new UwsgiError('ERR_APP_INTERFACE_UNKNOWN', {
     file,
     name: exportName,
-    detail: `it is a NestJS application whose getHttpServer() returns ${kindOf(server)}, not an http.Server (an httpsOptions app? nginx terminates TLS: drop httpsOptions)`,
+    detail: `it is a NestJS application whose getHttpServer() returns ${kindOf(server)}, not an http.Server`,
+    fix: 'an httpsOptions app? nginx terminates TLS: drop httpsOptions',
   });
 }
 
@@ -296,6 +348,7 @@ function looksLikeApp(value: Record<string, unknown>): boolean {
 
 function kindOf(value: unknown): string {
   if (value === null) return 'null';
+  if (isThenable(value)) return 'a promise';
   if (typeof value === 'function') return `a function of ${value.length} parameter${value.length === 1 ? '' : 's'}`;
   if (typeof value === 'object') {
     const keys = Object.keys(value).slice(0, 8);

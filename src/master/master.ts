@@ -90,7 +90,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
   const stats = new StatsCollector({ state: (id) => policy.workers.get(id)?.state, sockets: options.socket, cwd: config.cwd });
   const opsListeners = await startOpsListeners({ stats: options.stats, metrics: options.metrics }, stats, log);
   let app: ReadyInfo | undefined;
-  let bootError: string | undefined;
+  let bootError: { message: string; at: string[] } | undefined;
   let resolveExit: (code: number) => void = () => {};
   const exited = new Promise<number>((resolve) => (resolveExit = resolve));
 
@@ -129,9 +129,9 @@ export async function runMaster(config: MasterConfig): Promise<number> {
               dispatch({ type: 'ready', id });
               break;
             case 'boot-failed':
-              bootError ??= message.message;
+              bootError ??= { message: message.message, at: message.at ?? [] };
               log.debug({ worker: id, errorCode: message.code, error: message.message }, 'worker could not start the app');
-              dispatch({ type: 'boot-failed', id, code: message.code, message: message.message });
+              dispatch({ type: 'boot-failed', id, code: message.code, message: message.message, at: message.at });
               break;
             case 'hb':
               stats.heartbeat(id, message.requests, message.rss, message.stats);
@@ -190,7 +190,9 @@ export async function runMaster(config: MasterConfig): Promise<number> {
         for (const signal of SIGNALS) process.off(signal, onSignal);
         process.off('SIGUSR1', onReopen);
         changes?.close();
-        if (action.code !== 0 && bootError !== undefined) process.stderr.write(`node-uwsgi: ${bootError}\n`);
+        if (action.code !== 0 && bootError !== undefined) {
+          process.stderr.write(`node-uwsgi: ${bootError.message}\n${bootError.at.map((line) => `    ${line}\n`).join('')}`);
+        }
         void systemd.flush().then(() => resolveExit(action.code));
         break;
       case 'log':

@@ -33,7 +33,8 @@ export type InflightEntry = [string, string, number];
 
 export type WorkerMessage =
   | { t: 'ready'; app: ReadyInfo; bootMs: number }
-  | { t: 'boot-failed'; code: string | undefined; message: string }
+  /** `at`: where the error was raised (src/app-loader/trace.ts), shown with the message at error level. */
+  | { t: 'boot-failed'; code: string | undefined; message: string; at?: string[] }
   | { t: 'hb'; requests: number; rss: number; inflight: InflightEntry[]; stats?: WorkerStats };
 
 /** A worker's counters since it started, on each heartbeat (src/ops/stats.ts RequestCounters; --stats, --metrics). */

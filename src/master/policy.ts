@@ -48,7 +48,7 @@ export interface InflightRequest {
 export type PolicyEvent =
   | { type: 'start' }
   | { type: 'ready'; id: number }
-  | { type: 'boot-failed'; id: number; code: string | undefined; message: string }
+  | { type: 'boot-failed'; id: number; code: string | undefined; message: string; at?: string[] }
   | { type: 'exit'; id: number; code: number | null; signal: string | null }
   | { type: 'heartbeat'; id: number; requests: number; rss: number; inflight?: InflightRequest[] }
   | { type: 'signal'; signal: 'SIGTERM' | 'SIGINT' | 'SIGQUIT' | 'SIGHUP' | 'SIGTTIN' | 'SIGTTOU' }
@@ -86,7 +86,7 @@ export interface WorkerRecord {
   replaces: number | undefined;
   drainingSince: number | undefined;
   cause: Cause | undefined;
-  bootError: { code: string | undefined; message: string } | undefined;
+  bootError: { code: string | undefined; message: string; at?: string[] } | undefined;
 }
 
 type Phase = 'booting' | 'running' | 'stopping' | 'halting';
@@ -139,7 +139,7 @@ export class Policy {
         break;
       case 'boot-failed': {
         const worker = this.workers.get(event.id);
-        if (worker) worker.bootError = { code: event.code, message: event.message };
+        if (worker) worker.bootError = { code: event.code, message: event.message, at: event.at };
         break;
       }
       case 'exit':
@@ -587,7 +587,10 @@ function log(out: Action[], level: LogLevel, msg: string, fields: Record<string,
 }
 
 function bootErrorFields(worker: WorkerRecord): Record<string, unknown> {
-  return worker.bootError ? { errorCode: worker.bootError.code, error: worker.bootError.message } : {};
+  if (!worker.bootError) return {};
+  const { code, message, at } = worker.bootError;
+  // Where the app's error was raised (file:line, or its first frames): seen at error level, not only at debug.
+  return at !== undefined && at.length > 0 ? { errorCode: code, error: message, errorAt: at } : { errorCode: code, error: message };
 }
 
 function inflightFields(worker: WorkerRecord, now: number): Array<{ method: string; uri: string; ageMs: number }> {

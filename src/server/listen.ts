@@ -4,10 +4,18 @@ import net from 'node:net';
 import { UwsgiError } from '../errors.js';
 import { formatSocketAddress, type SocketAddress } from '../options.js';
 
+const ownListeners = new WeakSet<net.Server>();
+
+/** Whether node-uwsgi itself listens `server` (through listenOn): src/worker/listen-guard.ts lets it through. */
+export function isOwnListener(server: net.Server): boolean {
+  return ownListeners.has(server);
+}
+
 /** Listens `server` on `address`; resolves once listening. `shared`: a cluster worker, whose master owns the
  * socket and has already prepared its path (prepareAddress). */
 export async function listenOn(server: net.Server, address: SocketAddress, chmod?: number, shared = false): Promise<void> {
   const label = formatSocketAddress(address);
+  ownListeners.add(server);
   if (!shared) await prepareAddress(address);
   await new Promise<void>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => {

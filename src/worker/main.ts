@@ -4,6 +4,7 @@ import cluster from 'node:cluster';
 import { hostname } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { loadApp } from '../app-loader/index.js';
+import { startupTrace } from '../app-loader/trace.js';
 import { isUwsgiError } from '../errors.js';
 import { createHandler } from '../handler.js';
 import { createLogger } from '../log.js';
@@ -12,6 +13,7 @@ import { buildAllowList } from '../server/allow.js';
 import { createServer, type UwsgiServer } from '../server/server.js';
 import { createHttpListener, type HttpListener } from '../server/http.js';
 import { InflightTable } from './inflight.js';
+import { installListenGuard } from './listen-guard.js';
 import { RssWatch, watchRss } from './rss.js';
 import { workerStats } from '../ops/stats.js';
 
@@ -58,8 +60,12 @@ async function main(): Promise<void> {
   let server: UwsgiServer;
   let httpListener: HttpListener | undefined;
   let loaded;
+  // Before the app is imported: its own listen() opens nothing (src/worker/listen-guard.ts).
+  const listenGuard = installListenGuard((asked) =>
+    log.warn({ code: 'ERR_APP_LISTEN', address: asked.label }, 'the app called listen(): nothing was opened, node-uwsgi serves the app on its own sockets'),
+  );
   try {
-    loaded = await loadApp(config.spec, { cwd: config.cwd, interface: options.interface });
+    loaded = await loadApp(config.spec, { cwd: config.cwd, interface: options.interface, appListens: listenGuard.asked });
     const handler = createHandler(loaded);
     // What the uwsgi sockets and the --http listeners share.
     const common = {
@@ -86,7 +92,7 @@ async function main(): Promise<void> {
   } catch (err) {
     const code = isUwsgiError(err) ? err.code : undefined;
     log.debug({ err, code }, 'worker failed to start');
-    await send({ t: 'boot-failed', code, message: err instanceof Error ? err.message : String(err) });
+    await send({ t: 'boot-failed', code, message: err instanceof Error ? err.message : String(err), at: startupTrace(err) });
     process.exit(3);
   }
 

@@ -508,16 +508,17 @@ describe('detection, in README order', () => {
     expect(loaded.app).toBe(express);
   });
 
-  it('row 9: a function of no parameters is ERR_APP_INTERFACE_UNKNOWN, naming what it is', async () => {
+  it('row 9: a function of no parameters is ERR_APP_INTERFACE_UNKNOWN, naming what it is and how to call a factory', async () => {
     const err = await rejection(loadApp('./shapes.mjs:zeroParams', auto), 'ERR_APP_INTERFACE_UNKNOWN');
     expect(err.message).toBe(
-      `cannot tell which interface the app ${join(fixtures, 'shapes.mjs')}:zeroParams speaks (it is a function of 0 parameters); pass --interface wsgi|node|fetch`,
+      `cannot tell which interface the app ${join(fixtures, 'shapes.mjs')}:zeroParams speaks (it is a function of 0 parameters); ` +
+        'if it is a factory, call it: ./shapes.mjs:zeroParams(); else pass --interface wsgi|node|fetch',
     );
   });
 
   it('row 9: a function of five parameters is ERR_APP_INTERFACE_UNKNOWN', async () => {
     const err = await rejection(loadApp('./shapes.mjs:fiveParams', auto), 'ERR_APP_INTERFACE_UNKNOWN');
-    expect(err.message).toContain('(it is a function of 5 parameters)');
+    expect(err.message).toContain('(it is a function of 5 parameters); pass --interface wsgi|node|fetch');
   });
 
   it('row 9: a number is ERR_APP_INTERFACE_UNKNOWN, naming its type', async () => {
@@ -566,5 +567,77 @@ describe('--interface', () => {
   it('node on a fetch object is ERR_APP_INTERFACE_MISMATCH', async () => {
     const err = await rejection(loadApp('./shapes.mjs:fetchObject', { cwd: fixtures, interface: 'node' }), 'ERR_APP_INTERFACE_MISMATCH');
     expect(err.message).toContain(':fetchObject cannot be served as --interface node: it is an object with keys [fetch]');
+  });
+});
+
+describe('hints for the usual mistakes', () => {
+  it('a factory\'s promise exported un-awaited (export default createApp()): await it, or use :createApp()', async () => {
+    const err = await rejection(loadApp('./mistakes.mjs', auto), 'ERR_APP_INTERFACE_UNKNOWN');
+    expect(err.message).toBe(
+      `cannot tell which interface the app ${join(fixtures, 'mistakes.mjs')}:default speaks (it is a promise); ` +
+        'await it at top level (export default await createApp()) or export the factory and use ./mistakes.mjs:createApp()',
+    );
+    // The fix it names works.
+    const fixed = await loadApp('./mistakes.mjs:createApp()', auto);
+    expect(fixed.interface).toBe('fetch');
+  });
+
+  it('a named export holding a promise: the hint awaits that export', async () => {
+    const err = await rejection(loadApp('./mistakes.mjs:pending', auto), 'ERR_APP_INTERFACE_UNKNOWN');
+    expect(err.message).toContain('(it is a promise); await it at top level (export const pending = await createApp())');
+  });
+
+  it('CommonJS exporting a promise: export the factory, since CommonJS cannot await at top level', async () => {
+    const err = await rejection(loadApp('./cjs-promise.cjs', auto), 'ERR_APP_INTERFACE_UNKNOWN');
+    expect(err.message).toContain(
+      '(it is a promise); CommonJS cannot await it at top level: export the factory instead (module.exports.createApp = createApp) and use ./cjs-promise.cjs:createApp()',
+    );
+  });
+
+  it('an async factory named without () (app.js:createApp): use app.js:createApp()', async () => {
+    for (const name of ['createApp', 'createAppAsyncWithArgs']) {
+      const err = await rejection(loadApp(`./mistakes.mjs:${name}`, auto), 'ERR_APP_INTERFACE_UNKNOWN');
+      expect(err.message).toContain(`; if it is a factory, call it: ./mistakes.mjs:${name}(); else pass --interface wsgi|node|fetch`);
+    }
+  });
+
+  it('no factory hint for what a :factory() returned', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'app.mjs'), 'export const createApp = () => () => "still a factory";\n');
+    const err = await rejection(loadApp('./app.mjs:createApp()', { cwd: dir, interface: 'auto' }), 'ERR_APP_INTERFACE_UNKNOWN');
+    expect(err.message).toMatch(/\(it is a function of 0 parameters\); pass --interface wsgi\|node\|fetch$/);
+  });
+
+  it('--interface on a promise says it is a promise', async () => {
+    const err = await rejection(loadApp('./mistakes.mjs', { cwd: fixtures, interface: 'node' }), 'ERR_APP_INTERFACE_MISMATCH');
+    expect(err.message).toContain(':default cannot be served as --interface node: it is a promise;');
+  });
+
+  it('a module that exports nothing but called listen(): export the app instead', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'server.mjs'), 'const port = 3000;\nvoid port;\n');
+    const err = await rejection(loadApp('./server.mjs', { cwd: dir, interface: 'auto', appListens: ['*:3000'] }), 'ERR_APP_EXPORT_MISSING');
+    expect(err.message).toBe(
+      `the app module ${join(dir, 'server.mjs')} has no export "default", "application", "app", "handler"; exports found: (none). ` +
+        'Name one with ./server.mjs:<export>; the module called listen() on *:3000: export the app (or the server) instead, and node-uwsgi serves it on its own sockets',
+    );
+  });
+
+  it('an export of no known shape from a module that called listen() (export default await fastify.listen()): export the app', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'app.mjs'), 'export default "http://127.0.0.1:3000";\n');
+    const options: LoadOptions = { cwd: dir, interface: 'auto', appListens: ['localhost:3000', '[::1]:3000'] };
+    const err = await rejection(loadApp('./app.mjs', options), 'ERR_APP_INTERFACE_UNKNOWN');
+    expect(err.message).toBe(
+      `cannot tell which interface the app ${join(dir, 'app.mjs')}:default speaks (it is a string); ` +
+        'the module called listen() on localhost:3000, [::1]:3000: export the app (or the server) instead, and node-uwsgi serves it on its own sockets',
+    );
+  });
+
+  it('no listen hint when the module did not call listen()', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'server.mjs'), 'void 0;\n');
+    const err = await rejection(loadApp('./server.mjs', { cwd: dir, interface: 'auto' }), 'ERR_APP_EXPORT_MISSING');
+    expect(err.message).toMatch(/Name one with \.\/server\.mjs:<export>$/);
   });
 });

@@ -244,6 +244,14 @@ describe('boot', () => {
     expect(effects(sim.tick(1000))).toEqual([]);
   });
 
+  it('logs where the app\'s error was raised with the halt, at fatal level', () => {
+    const sim = new Sim();
+    sim.start();
+    const at = ['file:///srv/app/lib/dep.mjs:3', 'const broken = ;', '               ^'];
+    sim.feed({ type: 'boot-failed', id: 1, code: 'ERR_APP_IMPORT_FAILED', message: "importing the app module /srv/app/app.mjs failed: Unexpected token ';'", at });
+    expect(logs(sim.exit(1, 3), 'fatal')[0]).toMatchObject({ fields: { errorCode: 'ERR_APP_IMPORT_FAILED', errorAt: at } });
+  });
+
   it('halts when a worker does not become ready within bootTimeout', () => {
     const sim = new Sim({ workers: 2, bootTimeout: 5000 });
     sim.start();
