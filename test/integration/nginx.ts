@@ -141,6 +141,8 @@ export interface ServerOptions {
   args?: string[];
   /** Added to this process's environment (the workers inherit it). */
   env?: Record<string, string>;
+  /** A command that execs node with the rest of the arguments, e.g. ['prlimit', '--nofile=256:256', '--']. */
+  wrapper?: string[];
 }
 
 export interface LaunchedServer extends Omit<ServerProcess, 'readyBy'> {
@@ -180,7 +182,8 @@ export function launchServer(opts: ServerOptions): LaunchedServer {
   const app = opts.app.startsWith('/') ? opts.app : join(APPS, opts.app);
   const argv = [CLI, app, '--socket', opts.socket, ...(opts.args ?? [])];
   const env = opts.env ? { ...process.env, ...opts.env } : process.env;
-  const child = spawn(process.execPath, argv, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const [command, ...args] = [...(opts.wrapper ?? []), process.execPath, ...argv];
+  const child = spawn(command!, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: LogLine[] = [];
   const waiters = new Set<{ match: (line: LogLine) => boolean; resolve: (line: LogLine) => void }>();
   let stderr = '';
@@ -195,7 +198,7 @@ export function launchServer(opts: ServerOptions): LaunchedServer {
     }
   });
   const describe = (): string =>
-    `server: ${process.execPath} ${argv.join(' ')}\n--- stderr ---\n${stderr}\n--- stdout ---\n${stdout()}`;
+    `server: ${[command, ...args].join(' ')}\n--- stderr ---\n${stderr}\n--- stdout ---\n${stdout()}`;
 
   const waitForLog = (match: (line: LogLine) => boolean, timeout = 10_000): Promise<LogLine> => {
     const seen = logs.find(match);
@@ -456,6 +459,8 @@ export interface StackOptions {
   env?: Record<string, string>;
   /** nginx's worker_connections (NginxOptions). */
   workerConnections?: number;
+  /** ServerOptions.wrapper. */
+  wrapper?: string[];
 }
 
 /** Starts the server (on a Unix socket in a fresh temp prefix, or a free TCP port), then nginx in front. */
@@ -468,13 +473,13 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     let backend: string;
     if (transport === 'unix') {
       backend = join(dir, 'app.sock');
-      server = await startServer({ app: opts.app, socket: `unix:${backend}`, args: opts.args, env: opts.env });
+      server = await startServer({ app: opts.app, socket: `unix:${backend}`, args: opts.args, env: opts.env, wrapper: opts.wrapper });
     } else {
       let lastError: Error | undefined;
       for (let attempt = 0; attempt < 3 && server === undefined; attempt++) {
         backend = `127.0.0.1:${await freePort()}`;
         try {
-          server = await startServer({ app: opts.app, socket: backend, args: opts.args, env: opts.env });
+          server = await startServer({ app: opts.app, socket: backend, args: opts.args, env: opts.env, wrapper: opts.wrapper });
         } catch (err) {
           lastError = err as Error;
           if (!/ERR_SOCKET_IN_USE|EADDRINUSE/.test(lastError.message)) throw lastError;
