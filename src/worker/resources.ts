@@ -110,9 +110,9 @@ export class FdPressure {
     try {
       this.probe();
     } catch (err) {
+      // Linux allocates the descriptor before it looks the path up: any other error means one was free.
       const code = (err as NodeJS.ErrnoException).code;
-      if (code !== undefined && OUT_OF_FDS.has(code)) this.failed(err as NodeJS.ErrnoException);
-      return;
+      if (code !== undefined && OUT_OF_FDS.has(code)) return this.failed(err as NodeJS.ErrnoException);
     }
     if (this.since === undefined) return;
     this.log.info({ ms: this.now() - this.since, failures: this.failures }, 'file descriptors available again');

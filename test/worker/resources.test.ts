@@ -76,6 +76,18 @@ describe('FdPressure', () => {
     expect(records.filter((r) => r.code === 'ERR_FD_LIMIT')).toHaveLength(2);
   });
 
+  it('takes a probe failing for another reason (no /dev/null) as a descriptor free', () => {
+    const { log, records } = memoryLogger();
+    const fds = new FdPressure(log, undefined, () => {
+      throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
+    });
+    fds.acceptError(emfile());
+    expect(fds.exhausted).toBe(true);
+    fds.check();
+    expect(fds.exhausted).toBe(false);
+    expect(records.map((r) => r.msg)).toEqual(['out of file descriptors: new connections are closed unserved until some close', 'file descriptors available again']);
+  });
+
   it('logs other accept errors as they come, without an episode', () => {
     const { log, records } = memoryLogger();
     const fds = new FdPressure(log, undefined, () => {});
