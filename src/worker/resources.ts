@@ -82,7 +82,9 @@ const OUT_OF_FDS = new Set(['EMFILE', 'ENFILE']);
  * closes a reserve descriptor, accepts and closes every pending connection, and reopens the reserve (uv__emfile_trick),
  * so the peer sees its connection closed and nothing reaches JavaScript. Hence a probe on each heartbeat (open and
  * close /dev/null: a few microseconds) besides the listening servers' 'error' events (the accept errors that
- * get through). The episode ends at the first probe that finds a descriptor free.
+ * get through). The episode ends at the first probe that finds a descriptor free. A moment's exhaustion between
+ * two heartbeats (a burst of connections while a few descriptors were open elsewhere) can pass unlogged: libuv's
+ * closes leave no trace, and counting /proc/self/fd on every heartbeat would cost in proportion to the load.
  */
 export class FdPressure {
   private since: number | undefined;

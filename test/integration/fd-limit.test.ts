@@ -3,7 +3,7 @@
 // exception (its heartbeat once threw EMFILE from process.memoryUsage.rss() every second, counted as one) and is
 // not killed by --harakiri (the missing heartbeats once got it killed with all its connections); once the idle
 // connections close, requests succeed again. And Node raises the soft RLIMIT_NOFILE to the hard one.
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -61,13 +61,33 @@ describe('file descriptor limit', () => {
     expect(openFilesLimit(before.pid)).toBe('256:256');
     expect((await httpRequest(stack.url('/hello'))).status).toBe(200);
 
-    // 400 idle connections straight to the socket: the worker accepts until its descriptors run out.
+    // 400 idle connections straight to the socket: the worker accepts until its descriptors run out. libuv then
+    // closes every connection still queued (uv__emfile_trick), unseen; a descriptor open for a moment elsewhere
+    // at that instant (seen under load, 5 of 256) leaves as many free afterwards, so a trickle of further idle
+    // connections keeps the worker full, as clients that keep coming do.
     const idle: net.Socket[] = [];
-    defer(() => idle.forEach((socket) => socket.destroy()));
-    for (let i = 0; i < 400; i++) idle.push(net.connect({ path: stack.backend }).on('error', () => {}));
-    const warning = await server.waitForLog((line) => line.code === 'ERR_FD_LIMIT');
+    const connectIdle = (): void => void idle.push(net.connect({ path: stack.backend }).on('error', () => {}));
+    const trickle = setInterval(connectIdle, 25);
+    defer(() => {
+      clearInterval(trickle);
+      idle.forEach((socket) => socket.destroy());
+    });
+    for (let i = 0; i < 400; i++) connectIdle();
+    const statuses = async (n: number): Promise<number[]> => {
+      const out: number[] = [];
+      for (let i = 0; i < n; i++) out.push((await httpRequest(stack.url('/hello'))).status);
+      return out;
+    };
+    const warning = await server.waitForLog((line) => line.code === 'ERR_FD_LIMIT').catch((err: Error) => {
+      const open = readdirSync(`/proc/${before.pid}/fd`).length;
+      const connected = idle.filter((socket) => !socket.connecting && !socket.destroyed).length;
+      throw new Error(`${err.message}\nworker ${before.pid} has ${open} descriptors open; ${connected} of ${idle.length} idle connections are connected`);
+    });
     expect(warning).toMatchObject({ level: 40, worker: 1, errno: 'EMFILE', limit: 256, hardLimit: 256 });
-    expect((await httpRequest(stack.url('/hello'))).status).toBe(502);
+    // nginx's connections are closed unserved: 502 (under load one may win a descriptor freed for a moment).
+    const during = await statuses(5);
+    expect(during, during.join(' ')).toContain(502);
+    expect(during.filter((s) => s !== 502 && s !== 200)).toEqual([]);
 
     // Past --harakiri and several heartbeats with the descriptors still taken: the worker's loop runs, so it
     // lives on, and the warning is not repeated.
@@ -76,10 +96,11 @@ describe('file descriptor limit', () => {
       expect((await readStats(statsPath)).workers[0]).toMatchObject({ pid: before.pid, exceptions: 0, harakiri_count: 0 });
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
-    expect((await httpRequest(stack.url('/hello'))).status).toBe(502);
+    expect(await statuses(5)).toContain(502);
     expect(server.logs.filter((line) => line.code === 'ERR_FD_LIMIT')).toHaveLength(1);
     expect(server.logs.filter((line) => line.code === 'ERR_APP_EXCEPTION' || line.code === 'ERR_WORKER_BLOCKED')).toEqual([]);
 
+    clearInterval(trickle);
     for (const socket of idle) socket.destroy();
     await server.waitForLog((line) => line.msg === 'file descriptors available again');
     expect((await httpRequest(stack.url('/hello'))).status).toBe(200);
