@@ -91,6 +91,14 @@ export const ERRORS = {
   ERR_WORKER_BLOCKED: {
     message: 'a worker\'s event loop was blocked longer than --harakiri {seconds}s: it was killed and replaced',
   },
+  ERR_LISTEN_QUEUE_FULL: {
+    message:
+      'the listen queue of {address} holds {queue} of its {backlog} connections: the workers do not accept fast enough, and past the backlog connections are refused (nginx: connect() failed (11: Resource temporarily unavailable), 502); add workers, or raise --backlog and net.core.somaxconn for bursts',
+  },
+  ERR_FD_LIMIT: {
+    message:
+      'a worker is out of file descriptors ({errno}, limit {limit}): new connections are closed unserved until some close; raise LimitNOFILE= (systemd) or ulimit -n',
+  },
 
   // Loading the app (src/app-loader)
   ERR_APP_NOT_FOUND: {

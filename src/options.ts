@@ -19,6 +19,7 @@ export type LogFormat = (typeof LOG_FORMATS)[number];
 export interface Options {
   socket: SocketAddress[];
   chmodSocket: number | undefined;
+  backlog: number | undefined;
   interface: InterfaceName;
   logLevel: LogLevel;
   accessLog: boolean;
@@ -84,6 +85,14 @@ export const OPTIONS = [
       if (!/^0?[0-7]{3}$/.test(raw)) invalid('--chmod-socket', raw, 'an octal mode such as 660');
       return parseInt(raw, 8);
     },
+  }),
+  option<'backlog'>({
+    name: 'backlog',
+    flag: 'backlog',
+    arg: 'n',
+    help: 'listen queue of each uwsgi and --http socket (uWSGI\'s --listen); the kernel caps it at net.core.somaxconn, which is also the default (511 where it cannot be read); inherited sockets (systemd) get it too',
+    default: undefined,
+    parse: (raw) => integer('--backlog', raw, 1, 2 ** 31 - 1),
   }),
   option<'interface'>({
     name: 'interface',

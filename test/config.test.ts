@@ -293,3 +293,14 @@ describe('formatConfig (--print-config)', () => {
     expect({ ...again.options, config: first.options.config, printConfig: true }).toEqual(first.options);
   });
 });
+
+describe('--backlog', () => {
+  it('comes from the command line, NODE_UWSGI_BACKLOG or the file key backlog; unset means somaxconn', () => {
+    expect(resolve({}).options.backlog).toBeUndefined();
+    expect(resolve({ toml: 'backlog = 64\n' }).options.backlog).toBe(64);
+    expect(resolve({ toml: 'backlog = 64\n', env: { NODE_UWSGI_BACKLOG: '128' } }).options.backlog).toBe(128);
+    expect(resolve({ args: ['--backlog', '4096'], env: { NODE_UWSGI_BACKLOG: '128' } }).options.backlog).toBe(4096);
+    expect(failure(() => resolve({ args: ['--backlog', '0'] }), 'ERR_OPTION_INVALID').message).toContain('--backlog');
+    expect(failure(() => resolve({ env: { NODE_UWSGI_BACKLOG: 'lots' } }), 'ERR_CONFIG_VALUE').message).toContain('NODE_UWSGI_BACKLOG');
+  });
+});

@@ -22,6 +22,7 @@ import { WORKER_CONFIG_ENV, heartbeatInterval, isWorkerMessage, type MasterMessa
 import { Policy, type Action, type PolicyEvent } from './policy.js';
 import { MAX_DIRECTORIES, watchRoot, watchTree, type TreeWatcher } from './watch.js';
 import { StatsCollector, restartCause } from '../ops/stats.js';
+import { CHECK_MS, ListenQueues } from '../ops/listen-queue.js';
 import { startOpsListeners } from '../ops/metrics.js';
 import { requireAllowListForFds, workerStdio } from '../ops/activation.js';
 import { createSystemdNotifier } from '../ops/systemd.js';
@@ -87,7 +88,10 @@ export async function runMaster(config: MasterConfig): Promise<number> {
   });
   const handles = new Map<number, Worker>();
   // --stats and --metrics: listening before the first worker starts, so that /health says 503 until one is ready.
-  const stats = new StatsCollector({ state: (id) => policy.workers.get(id)?.state, sockets: options.socket, cwd: config.cwd });
+  // The listen queues, for --stats, --metrics and the "listen queue full" warning (ERR_LISTEN_QUEUE_FULL).
+  const queues = new ListenQueues({ sockets: options.socket, http: options.http, backlog: options.backlog, cwd: config.cwd, log });
+  const queueCheck = setInterval(() => void queues.fresh(CHECK_MS / 2), CHECK_MS);
+  const stats = new StatsCollector({ state: (id) => policy.workers.get(id)?.state, sockets: options.socket, queues, cwd: config.cwd });
   const opsListeners = await startOpsListeners({ stats: options.stats, metrics: options.metrics }, stats, log);
   let app: ReadyInfo | undefined;
   let bootError: { message: string; at: string[] } | undefined;
@@ -186,6 +190,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
         break;
       case 'exit':
         clearInterval(tick);
+        clearInterval(queueCheck);
         opsListeners.close();
         for (const signal of SIGNALS) process.off(signal, onSignal);
         process.off('SIGUSR1', onReopen);

@@ -57,7 +57,20 @@ export function renderMetrics(collector: StatsCollector): string {
   family('nodeuwsgi_worker_rss_bytes', 'gauge', 'Resident memory of each worker (by its slot, as in --stats), in bytes.');
   for (const { slot, rss } of collector.rssBySlot()) out.push(`nodeuwsgi_worker_rss_bytes{worker="${slot}"} ${rss}`);
 
+  const queues = collector.queueReadings().filter((r) => r.queue !== undefined);
+  if (queues.length > 0) {
+    family('nodeuwsgi_listen_queue', 'gauge', 'Connections waiting in a listening socket\'s accept queue (Unix sockets: sock_diag, through ss).');
+    for (const r of queues) out.push(`nodeuwsgi_listen_queue{socket="${labelValue(r.address)}",proto="${r.proto}"} ${r.queue}`);
+    family('nodeuwsgi_listen_queue_backlog', 'gauge', 'The accept queue\'s capacity (--backlog, capped at net.core.somaxconn); beyond it connections are refused.');
+    for (const r of queues) out.push(`nodeuwsgi_listen_queue_backlog{socket="${labelValue(r.address)}",proto="${r.proto}"} ${r.backlog}`);
+  }
+
   return `${out.join('\n')}\n`;
+}
+
+/** A label value in the text format: backslash, double quote and newline escaped. */
+function labelValue(value: string): string {
+  return value.replace(/[\\"\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`));
 }
 
 /** Prometheus floats: plain decimal, no exponent surprises for the usual magnitudes. */
@@ -73,23 +86,19 @@ export async function startMetricsServer(address: SocketAddress, collector: Stat
       res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain; charset=utf-8' }).end('method not allowed\n');
       return;
     }
-    let status = 200;
-    let type = CONTENT_TYPE;
-    let body: string;
+    const reply = (status: number, type: string, body: string): void => {
+      res.writeHead(status, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store' });
+      res.end(head ? undefined : body);
+    };
     if (path === '/metrics') {
-      body = renderMetrics(collector);
+      void collector.freshQueues().then(() => reply(200, CONTENT_TYPE, renderMetrics(collector)));
     } else if (path === '/health') {
-      const ready = collector.readyWorkers();
-      status = collector.healthy() ? 200 : 503;
-      type = 'application/json';
-      body = `${JSON.stringify({ status: status === 200 ? 'ok' : collector.stopping ? 'stopping' : 'unavailable', ready })}\n`;
+      const status = collector.healthy() ? 200 : 503;
+      const state = status === 200 ? 'ok' : collector.stopping ? 'stopping' : 'unavailable';
+      reply(status, 'application/json', `${JSON.stringify({ status: state, ready: collector.readyWorkers() })}\n`);
     } else {
-      status = 404;
-      type = 'text/plain; charset=utf-8';
-      body = 'not found: /metrics or /health\n';
+      reply(404, 'text/plain; charset=utf-8', 'not found: /metrics or /health\n');
     }
-    res.writeHead(status, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store' });
-    res.end(head ? undefined : body);
   });
   server.on('clientError', (err, socket) => {
     log.debug({ err }, 'metrics client error');

@@ -11,7 +11,7 @@ import type { WorkerStats } from '../master/messages.js';
 import type { WorkerState } from '../master/policy.js';
 import { formatSocketAddress, type SocketAddress } from '../options.js';
 import { listenOn } from '../server/listen.js';
-import { procNetRows } from './procnet.js';
+import { tcpListenQueue, type ListenQueues, type QueueReading } from './listen-queue.js';
 
 /** Prometheus' default buckets (client_golang DefBuckets), in seconds. */
 export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
@@ -134,6 +134,8 @@ export interface CollectorConfig {
   state(id: number): WorkerState | undefined;
   /** The master's listening sockets (the `sockets` list and listen_queue). */
   sockets: readonly SocketAddress[];
+  /** The master's reader of the listen queues (listen-queue.ts); without it, TCP queues are read per document. */
+  queues?: ListenQueues;
   cwd: string;
   now?: () => number;
 }
@@ -234,14 +236,28 @@ export class StatsCollector {
       });
   }
 
+  /** Brings the listen queues up to date (at most one read a second); never rejects. */
+  freshQueues(): Promise<void> {
+    return this.config.queues?.fresh() ?? Promise.resolve();
+  }
+
+  /** The listen queue readings, --socket ones first (none without a reader). */
+  queueReadings(): readonly QueueReading[] {
+    return this.config.queues?.readings ?? [];
+  }
+
   /** The document uWSGI's stats server sends. */
   document(): UwsgiStats {
-    const queues = this.config.sockets.map((address) => ({ address, queue: listenQueue(address) }));
+    const readings = this.config.queues?.readings;
+    const queues = this.config.sockets.map((address, i) => {
+      const reading = readings?.[i];
+      return reading === undefined ? { address, queue: listenQueue(address), max: 0 } : { address, queue: reading.queue ?? 0, max: reading.backlog };
+    });
     const listenQueueMax = Math.max(0, ...queues.map((q) => q.queue));
     return {
       version: packageVersion(),
       listen_queue: listenQueueMax,
-      listen_queue_errors: 0,
+      listen_queue_errors: this.config.queues?.errors ?? 0,
       signal_queue: 0,
       load: listenQueueMax,
       pid: process.pid,
@@ -249,11 +265,11 @@ export class StatsCollector {
       gid: process.getgid?.() ?? 0,
       cwd: this.config.cwd,
       locks: [],
-      sockets: queues.map(({ address, queue }) => ({
+      sockets: queues.map(({ address, queue, max }) => ({
         name: socketName(address),
         proto: 'uwsgi',
         queue,
-        max_queue: 0,
+        max_queue: max,
         shared: 0,
         can_offload: 0,
       })),
@@ -391,22 +407,10 @@ function socketName(address: SocketAddress): string {
   return address.kind === 'unix' ? address.path : formatSocketAddress(address);
 }
 
-/**
- * Connections waiting in a TCP listening socket's accept queue, as uWSGI reads it (TCP_INFO there): for a socket
- * in LISTEN state Linux reports its accept backlog as rx_queue in /proc/net/tcp{,6}, matched here by port. Unix
- * sockets' queues are not exposed by /proc (uWSGI needs a patched kernel for them too): 0.
- */
+/** Connections waiting in a TCP listening socket's accept queue (/proc/net/tcp, listen-queue.ts); 0 for others:
+ * the master's ListenQueues reads Unix sockets' queues. */
 export function listenQueue(address: SocketAddress): number {
-  if (address.kind !== 'tcp') return 0;
-  const port = address.port.toString(16).toUpperCase().padStart(4, '0');
-  let queue = 0;
-  for (const table of ['tcp', 'tcp6'] as const) {
-    for (const fields of procNetRows(table)) {
-      if (fields[3] !== '0A' || !fields[1]?.endsWith(`:${port}`)) continue;
-      queue = Math.max(queue, parseInt(fields[4]!.split(':')[1]!, 16) || 0);
-    }
-  }
-  return queue;
+  return address.kind === 'tcp' ? tcpListenQueue(address.port) : 0;
 }
 
 export interface OpsListener {
@@ -434,27 +438,29 @@ export async function listenLocal(server: net.Server, address: SocketAddress): P
 export async function startStatsServer(address: SocketAddress, collector: StatsCollector, log: Logger): Promise<OpsListener> {
   const server = net.createServer((socket) => {
     socket.on('error', (err) => log.debug({ err }, 'stats connection error'));
-    let body: string;
-    try {
-      body = JSON.stringify(collector.document());
-    } catch (err) {
-      log.error({ err }, 'cannot build the stats document');
-      socket.destroy();
-      return;
-    }
-    socket.end(body);
+    void collector.freshQueues().then(() => {
+      let body: string;
+      try {
+        body = JSON.stringify(collector.document());
+      } catch (err) {
+        log.error({ err }, 'cannot build the stats document');
+        socket.destroy();
+        return;
+      }
+      socket.end(body);
+    });
   });
   return listenLocal(server, address);
 }
 
-/** A worker's heartbeat report. */
-export function workerStats(counters: RequestCounters, busy: number): WorkerStats {
+/** A worker's heartbeat report; `vsz` in bytes, read here from /proc/self/status when not given. */
+export function workerStats(counters: RequestCounters, busy: number, vsz = virtualSize()): WorkerStats {
   return {
     exceptions: counters.exceptions,
     tx: counters.tx,
     avgRt: counters.avgRt,
     runningTime: counters.runningTime,
-    vsz: virtualSize(),
+    vsz,
     busy,
     statuses: counters.statuses,
     buckets: counters.buckets,

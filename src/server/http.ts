@@ -15,7 +15,7 @@ import { answerAppFailure, answerRequestTimeout, simpleResponse } from './connec
 import { listenOn } from './listen.js';
 import { admitPeer } from './allow.js';
 import { SocketResponse } from './response.js';
-import type { ServerConfig } from './server.js';
+import { acceptErrorListener, type ServerConfig } from './server.js';
 
 /** A request as the client sent it, from which the uwsgi vars are built. Strings are latin1 (one char a byte). */
 export interface HttpRequestShape {
@@ -112,7 +112,7 @@ export function documentUri(path: string): string {
 
 /** The uwsgi server's settings that apply here too; the header timeout is node:http's (0 leaves its default). */
 export interface HttpListenerConfig
-  extends Pick<ServerConfig, 'handler' | 'log' | 'accessLog' | 'multiprocess' | 'chmodSocket' | 'shared' | 'requestTimeout' | 'headerTimeout' | 'tracker' | 'allowList'> {
+  extends Pick<ServerConfig, 'handler' | 'log' | 'accessLog' | 'multiprocess' | 'chmodSocket' | 'shared' | 'requestTimeout' | 'headerTimeout' | 'tracker' | 'allowList' | 'backlog' | 'onAcceptError'> {
   /** Largest request body (--max-body-size); 0 disables. */
   readonly maxBodySize: number;
 }
@@ -133,6 +133,7 @@ export function createHttpListener(config: HttpListenerConfig): HttpListener {
   const inflight = new Set<Promise<void>>();
   /** Sockets with a request being served: a pipelined second request on one is not served (we close after). */
   const busy = new WeakSet<Socket>();
+  const onAcceptError = acceptErrorListener(config);
 
   const track = (done: Promise<void>): void => {
     inflight.add(done);
@@ -187,7 +188,8 @@ export function createHttpListener(config: HttpListenerConfig): HttpListener {
           server.on('upgrade', onUpgrade);
           server.on('checkContinue', onCheckContinue);
           servers.push(server);
-          await listenOn(server, address, config.chmodSocket, config.shared);
+          await listenOn(server, address, config.chmodSocket, config.shared, config.backlog);
+          server.on('error', onAcceptError);
           if (address.kind === 'unix' && !config.shared) unixPaths.push(address.path);
           config.log[config.shared ? 'debug' : 'info']({ address: formatSocketAddress(address), protocol: 'http' }, 'listening');
         }

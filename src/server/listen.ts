@@ -1,5 +1,5 @@
 // Listening sockets: Unix (a stale socket file is replaced, a live one is an error), TCP and inherited fds.
-import { chmodSync, lstatSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync, lstatSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import { UwsgiError } from '../errors.js';
 import { formatSocketAddress, type SocketAddress } from '../options.js';
@@ -11,9 +11,34 @@ export function isOwnListener(server: net.Server): boolean {
   return ownListeners.has(server);
 }
 
+/** Node's own default backlog (net.js), used where /proc/sys/net/core/somaxconn cannot be read. */
+export const FALLBACK_BACKLOG = 511;
+
+let somaxconn: number | undefined;
+/** The kernel's cap on a listen queue (net.core.somaxconn: 4096 since Linux 5.4, 128 before): listen() silently
+ * truncates a larger backlog to it, and Node passes the backlog through unchecked. Read once. */
+export function kernelMaxBacklog(): number {
+  if (somaxconn === undefined) {
+    try {
+      const value = Number(readFileSync('/proc/sys/net/core/somaxconn', 'latin1').trim());
+      somaxconn = Number.isInteger(value) && value > 0 ? value : FALLBACK_BACKLOG;
+    } catch {
+      somaxconn = FALLBACK_BACKLOG;
+    }
+  }
+  return somaxconn;
+}
+
+/** The queue a socket listening with --backlog `backlog` gets: the kernel's cap applies to an explicit value too. */
+export function effectiveBacklog(backlog: number | undefined): number {
+  return Math.min(backlog ?? kernelMaxBacklog(), kernelMaxBacklog());
+}
+
 /** Listens `server` on `address`; resolves once listening. `shared`: a cluster worker, whose master owns the
- * socket and has already prepared its path (prepareAddress). */
-export async function listenOn(server: net.Server, address: SocketAddress, chmod?: number, shared = false): Promise<void> {
+ * socket and has already prepared its path (prepareAddress). `backlog`: --backlog, by default somaxconn, for
+ * inherited fds too (see below). */
+export async function listenOn(server: net.Server, address: SocketAddress, chmod?: number, shared = false, backlog?: number): Promise<void> {
+  const queue = backlog ?? kernelMaxBacklog();
   const label = formatSocketAddress(address);
   ownListeners.add(server);
   if (!shared) await prepareAddress(address);
@@ -34,14 +59,18 @@ export async function listenOn(server: net.Server, address: SocketAddress, chmod
     server.once('listening', onListening);
     switch (address.kind) {
       case 'unix':
-        server.listen({ path: address.path, backlog: 1024 });
+        server.listen({ path: address.path, backlog: queue });
         break;
       case 'tcp':
-        server.listen({ host: address.host, port: address.port, backlog: 1024 });
+        server.listen({ host: address.host, port: address.port, backlog: queue });
         break;
       case 'fd':
-        if (shared) listenOnOwnFd(server, address.fd);
-        else server.listen({ fd: address.fd });
+        // libuv calls listen() on an inherited fd too, which sets the queue of a socket already listening
+        // (Linux, Unix and TCP alike): systemd's Backlog= holds only until the first worker listens, and the
+        // value set here stays on the socket after node-uwsgi exits. Measured: Backlog=16, then Node's listen
+        // without a backlog: ss shows 511.
+        if (shared) listenOnOwnFd(server, address.fd, queue);
+        else server.listen({ fd: address.fd, backlog: queue });
         break;
     }
   });
@@ -55,9 +84,9 @@ export async function listenOn(server: net.Server, address: SocketAddress, chmod
  * the worker listens on its own copy with net.Server's listen step, `_listen2` (net.js's alias of
  * setupListenHandle, which cluster workers' listen() skips for fds).
  */
-function listenOnOwnFd(server: net.Server, fd: number): void {
+function listenOnOwnFd(server: net.Server, fd: number, backlog: number): void {
   const internal = server as unknown as { _listen2(address: null, port: null, addressType: null, backlog: number, fd: number): void };
-  internal._listen2(null, null, null, 1024, fd);
+  internal._listen2(null, null, null, backlog, fd);
 }
 
 /** --chmod-socket's mode, or by default the mode the umask gave minus any access for others: whoever can write

@@ -27,6 +27,16 @@ export interface ServerConfig {
   readonly tracker?: RequestTracker;
   /** TCP peers allowed (loopback always is); undefined allows every peer (Unix sockets, tests). */
   readonly allowList?: BlockList;
+  /** --backlog; undefined: the kernel's somaxconn (listen.ts). */
+  readonly backlog?: number | undefined;
+  /** An accept that failed on a listening socket (EMFILE when libuv's reserve fd is gone too); by default a
+   * warning. Without a listener Node's 'error' event would throw from the accept callback. */
+  readonly onAcceptError?: (err: NodeJS.ErrnoException) => void;
+}
+
+/** The 'error' listener for a listening server: accept failures, not the app's. */
+export function acceptErrorListener(config: Pick<ServerConfig, 'log' | 'onAcceptError'>): (err: NodeJS.ErrnoException) => void {
+  return config.onAcceptError ?? ((err) => config.log.warn({ err }, 'cannot accept a connection'));
 }
 
 export interface UwsgiServer {
@@ -57,6 +67,7 @@ export function createServer(config: ServerConfig): UwsgiServer {
   };
 
   const allowList = config.allowList;
+  const onAcceptError = acceptErrorListener(config);
   const onConnection = (socket: net.Socket): void => {
     if (!admitPeer(allowList, socket, config.log)) return;
     const done = handleConnection(socket, context);
@@ -74,7 +85,8 @@ export function createServer(config: ServerConfig): UwsgiServer {
         for (const address of addresses) {
           const server = net.createServer({ noDelay: true }, onConnection);
           servers.push(server);
-          await listenOn(server, address, config.chmodSocket, config.shared);
+          await listenOn(server, address, config.chmodSocket, config.shared, config.backlog);
+          server.on('error', onAcceptError);
           if (address.kind === 'unix' && !config.shared) unixPaths.push(address.path);
           config.log[config.shared ? 'debug' : 'info']({ address: formatSocketAddress(address) }, 'listening');
         }

@@ -15,6 +15,7 @@ import { createHttpListener, type HttpListener } from '../server/http.js';
 import { InflightTable } from './inflight.js';
 import { installListenGuard } from './listen-guard.js';
 import { RssWatch, watchRss } from './rss.js';
+import { FdPressure, MemoryReader, fileLimit } from './resources.js';
 import { workerStats } from '../ops/stats.js';
 
 const HEARTBEAT_INFLIGHT = 10;
@@ -57,6 +58,9 @@ async function main(): Promise<void> {
   });
 
   const table = new InflightTable(options.harakiri > 0);
+  // Opened now, while descriptors are free: the heartbeat must not need one (src/worker/resources.ts).
+  const memory = new MemoryReader();
+  const fds = new FdPressure(log, fileLimit());
   let server: UwsgiServer;
   let httpListener: HttpListener | undefined;
   let loaded;
@@ -79,6 +83,8 @@ async function main(): Promise<void> {
       headerTimeout: options.headerTimeout * 1000,
       tracker: table,
       allowList: buildAllowList(options.allowFrom ?? []),
+      backlog: options.backlog,
+      onAcceptError: (err: NodeJS.ErrnoException) => fds.acceptError(err),
     };
     server = createServer({
       ...common,
@@ -101,15 +107,17 @@ async function main(): Promise<void> {
   setInterval(() => table.tick(), 50).unref();
 
   // --max-rss: an early heartbeat when over the limit (src/worker/rss.ts).
-  const rssWatch = options.maxRss > 0 ? new RssWatch(options.maxRss * 1024 * 1024, () => process.memoryUsage.rss()) : undefined;
+  const rssWatch = options.maxRss > 0 ? new RssWatch(options.maxRss * 1024 * 1024, () => memory.read().rss) : undefined;
   const beat = (): Promise<void> => {
     rssWatch?.reported(Date.now());
     const inflight: InflightEntry[] = table
       .list()
       .slice(0, HEARTBEAT_INFLIGHT)
       .map((r) => [r.method, r.uri, r.startedAt]);
-    const stats = workerStats(table.counters, table.busy);
-    return send({ t: 'hb', requests: table.requests, rss: process.memoryUsage.rss(), inflight, stats });
+    fds.check();
+    const { rss, vsz } = memory.read();
+    const stats = workerStats(table.counters, table.busy, vsz);
+    return send({ t: 'hb', requests: table.requests, rss, inflight, stats });
   };
   const heartbeat = setInterval(() => void beat(), config.heartbeatMs);
   // Recycling starts the moment --max-requests is reached, not at the next heartbeat.

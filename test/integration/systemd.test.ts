@@ -3,9 +3,10 @@
 // the first connection); a Unix datagram listener in python3 (test/fixtures/systemd/notify-listener.py) stands
 // in for the manager on NOTIFY_SOCKET and records what systemd-notify, run by the master, sends; the shipped
 // units in systemd/ go through systemd-analyze verify.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import net from 'node:net';
 import { dirname, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeRequest } from '../../src/protocol/encoder.js';
@@ -316,6 +317,26 @@ describe('Type=notify and socket activation', () => {
     expect(JSON.stringify(fatal)).toContain(`0.0.0.0:${port}`);
   }, 60_000);
 
+  it('re-listens an activated Unix socket with --backlog (Node calls listen() on it again), and reads its queue for --stats', async () => {
+    const dir = tempDir();
+    const socket = join(dir, 'app.sock');
+    const statsPath = join(dir, 'stats.sock');
+    const server = activate({ listen: [socket], fdnames: ['uwsgi'], args: ['--backlog', '64', '--stats', statsPath] });
+    cleanups.push(() => server.stop());
+    await server.bound();
+    expect((await uwsgiGet({ path: socket }, '/')).status).toBe(200);
+    const line = execFileSync('ss', ['-xlnH', 'src', socket], { encoding: 'utf8' });
+    expect(line).toMatch(/^\S+\s+LISTEN\s+0\s+64\s/);
+    const doc = await new Promise<string>((resolve, reject) => {
+      const client = net.connect({ path: statsPath });
+      let text = '';
+      client.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+      client.on('end', () => resolve(text));
+      client.on('error', reject);
+    });
+    expect((JSON.parse(doc) as { sockets: unknown[] }).sockets).toEqual([expect.objectContaining({ name: 'fd://3', queue: 0, max_queue: 64 })]);
+  });
+
   it('leaves LISTEN_FDS meant for another process alone and listens on --socket', async () => {
     const dir = tempDir();
     const own = join(dir, 'own.sock');
@@ -389,5 +410,8 @@ describe('the shipped units', () => {
     expect(service).toMatch(/^Requires=node-uwsgi@%i\.socket$/m);
     expect(socket).toMatch(/^ListenStream=\/run\/node-uwsgi\/%i\.sock$/m);
     expect(socket).toMatch(/^FileDescriptorName=uwsgi$/m);
+    // The listen queue before the first start; then --backlog's default, somaxconn (4096 since Linux 5.4).
+    expect(socket).toMatch(/^Backlog=4096$/m);
+    expect(service).toMatch(/^LimitNOFILE=65536$/m);
   });
 });

@@ -10,6 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { WorkerState } from '../../src/master/policy.js';
 import { CONTENT_TYPE, renderMetrics, startMetricsServer } from '../../src/ops/metrics.js';
 import { LATENCY_BUCKETS, RequestCounters, StatsCollector, workerStats } from '../../src/ops/stats.js';
+import { ListenQueues } from '../../src/ops/listen-queue.js';
 
 const log = pino({ level: 'silent' });
 
@@ -100,6 +101,29 @@ let dir: string | undefined;
 afterEach(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
   dir = undefined;
+});
+
+describe('the listen queues', () => {
+  it('are gauges per socket where known, and the stats document\'s queue and max_queue', async () => {
+    const queues = new ListenQueues({
+      sockets: [{ kind: 'unix', path: '/run/a "b".sock' }, { kind: 'unix', path: '/run/gone.sock' }],
+      http: [{ kind: 'unix', path: '/run/http.sock' }],
+      backlog: 16,
+      cwd: '/',
+      log,
+      ss: async () => 'u_str LISTEN 5 16 /run/a "b".sock 1 * 0\nu_str LISTEN 0 64 /run/http.sock 2 * 0\n',
+    });
+    const stats = new StatsCollector({ state: () => undefined, sockets: [{ kind: 'unix', path: '/run/a "b".sock' }, { kind: 'unix', path: '/run/gone.sock' }], queues, cwd: '/' });
+    expect(parseExposition(renderMetrics(stats)).filter((s) => s.name.startsWith('nodeuwsgi_listen'))).toEqual([]);
+    await stats.freshQueues();
+    const text = renderMetrics(stats);
+    expect(text).toContain('nodeuwsgi_listen_queue{socket="unix:/run/a \\"b\\".sock",proto="uwsgi"} 5\n');
+    expect(text).toContain('nodeuwsgi_listen_queue_backlog{socket="unix:/run/http.sock",proto="http"} 64\n');
+    expect(text).not.toContain('gone.sock');
+    const doc = stats.document();
+    expect(doc.listen_queue).toBe(5);
+    expect(doc.sockets.map((s) => [s.name, s.queue, s.max_queue])).toEqual([['/run/a "b".sock', 5, 16], ['/run/gone.sock', 0, 16]]);
+  });
 });
 
 describe('startMetricsServer', () => {
