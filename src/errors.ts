@@ -140,7 +140,7 @@ export const ERRORS = {
   ERR_LOG_FILE: { message: 'cannot open the log file {file}: {detail}' },
   ERR_LOG_WRITE: {
     message:
-      'cannot write to the log file {file} ({detail}): {outcome}. Free space on its filesystem (or mend the file): writing resumes within seconds, or at once on SIGUSR1',
+      'cannot write to the log file {file} ({detail}): {outcome}; free space on its filesystem, or mend the file',
   },
 
   // Stats (src/ops/stats.ts, src/commands/top.ts)

@@ -168,27 +168,31 @@ export class LogFile {
   private readonly written = (err: NodeJS.ErrnoException | null, n: number): void => {
     const fd = this.writingFd;
     this.writingFd = -1;
+    // Reopened during the write: the old fd is done with.
+    const stale = fd !== this.fd;
     const chunk = this.chunk!;
-    if (err !== null) {
-      if (this.cut > 0) this.chunk = takeBackCutLine(fd, chunk, this.cut);
-      this.cut = 0;
-      if (fd !== this.fd) closeQuietly(fd);
-      this.failed(err, fd !== this.fd);
-      return;
-    }
-    if (fd !== this.fd) closeQuietly(fd);
-    const end = this.cut + n;
+    const end = this.cut + (err === null ? n : 0);
     if (end < chunk.length) {
-      // A partial write is what a filling disk gives before ENOSPC. The rest goes at once: it completes the line,
-      // or fails with the disk's error and the cut part is taken back (takeBackCutLine).
-      if (n === 0) {
-        this.schedule();
-        return;
-      }
-      const start = chunk[end - 1] === 10 ? end : chunk.lastIndexOf(10, end - 1) + 1;
+      // Not all of it: a filling disk writes part, then fails with ENOSPC. The rest of a line it cut goes at once
+      // to complete it, unless the write failed or the file was reopened: then the cut part is taken back and
+      // the line waits whole (takeBackCutLine).
+      const start = end === 0 || chunk[end - 1] === 10 ? end : chunk.lastIndexOf(10, end - 1) + 1;
       this.chunk = chunk.subarray(start);
       this.cut = end - start;
-      this.next();
+      if (this.cut > 0 && (err !== null || stale)) {
+        this.chunk = takeBackCutLine(fd, this.chunk, this.cut);
+        this.cut = 0;
+      }
+    }
+    if (stale) closeQuietly(fd);
+    if (err !== null) {
+      this.failed(err, stale);
+      return;
+    }
+    if (end < chunk.length) {
+      // A write of nothing without an error would repeat at once: wait as after a failure.
+      if (n === 0) this.schedule();
+      else this.next();
       return;
     }
     this.chunk = undefined;
@@ -205,7 +209,9 @@ export class LogFile {
     if (this.failure === undefined) {
       this.failure = err.code ?? 'EIO';
       this.failedAt = Date.now();
-      const outcome = `up to --log-buffer ${this.limit} bytes of lines wait in memory, more are dropped and counted`;
+      const outcome =
+        `lines wait in memory up to --log-buffer (${this.limit} bytes), more are dropped and counted; ` +
+        'writing resumes within seconds of space returning, at once on SIGUSR1';
       this.stderr(`node-uwsgi: ${new UwsgiError('ERR_LOG_WRITE', { file: this.path, detail: err.message, outcome }).message} (ERR_LOG_WRITE)\n`);
     }
     if (reopened) {
