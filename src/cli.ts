@@ -99,11 +99,15 @@ export async function main(argv: string[]): Promise<number> {
   process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception in the master'));
   try {
     // systemd's sockets (LISTEN_FDS), when it passed some, take the place of --socket.
-    return await runMaster({ spec, cwd: process.cwd(), options: activateSockets(options, log), log, reopenLog: logging.reopen });
+    const code = await runMaster({ spec, cwd: process.cwd(), options: activateSockets(options, log), log, reopenLog: logging.reopen });
+    // The last lines (stopped) reach --log-file before run() exits, unless it fails or is slow (LOG_FLUSH_MS).
+    await logging.flush();
+    return code;
   } catch (err) {
     const code = isUwsgiError(err) ? err.code : undefined;
     log.fatal({ err, code }, 'cannot start');
     process.stderr.write(`node-uwsgi: ${(err as Error).message}\n`);
+    await logging.flush();
     return 1;
   }
 }

@@ -150,6 +150,10 @@ export const ERRORS = {
     message: 'no app given: pass it as the first argument (node-uwsgi ./app.js), as app = "./app.js" in the config file, or in NODE_UWSGI_APP',
   },
   ERR_LOG_FILE: { message: 'cannot open the log file {file}: {detail}' },
+  ERR_LOG_WRITE: {
+    message:
+      'cannot write to the log file {file} ({detail}): {outcome}; free space on its filesystem, or mend the file',
+  },
 
   // Stats (src/ops/stats.ts, src/commands/top.ts)
   ERR_STATS_UNAVAILABLE: {

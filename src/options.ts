@@ -13,6 +13,8 @@ export const INTERFACES = ['auto', 'wsgi', 'node', 'fetch'] as const;
 export type InterfaceName = (typeof INTERFACES)[number];
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
+/** --log-buffer's default: 4 MiB of lines held while --log-file cannot be written, some 20,000 access lines. */
+export const DEFAULT_LOG_BUFFER = 4 * 1024 ** 2;
 export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
 export type LogFormat = (typeof LOG_FORMATS)[number];
 
@@ -44,6 +46,7 @@ export interface Options {
   config: string | undefined;
   printConfig: boolean;
   logFile: string | undefined;
+  logBuffer: number;
   logFormat: LogFormat;
   reloadOnChange: boolean;
 }
@@ -285,6 +288,18 @@ export const OPTIONS = [
     help: 'write logs to this file instead of stdout; reopened on SIGUSR1 (logrotate)',
     default: undefined,
     parse: (raw) => raw,
+  }),
+  option<'logBuffer'>({
+    name: 'logBuffer',
+    flag: 'log-buffer',
+    arg: 'bytes',
+    help: 'with --log-file: most log lines held in memory while the file cannot be written (a full disk), at least 64k; lines beyond are dropped and counted',
+    default: DEFAULT_LOG_BUFFER,
+    parse: (raw) => {
+      const value = byteSize('--log-buffer', raw);
+      if (value < 64 * 1024) invalid('--log-buffer', raw, 'a size of at least 64k');
+      return value;
+    },
   }),
   option<'logFormat'>({
     name: 'logFormat',

@@ -48,5 +48,7 @@ describe('the options table', () => {
     expect(codeOf(() => spec('max-vars').parse('-1', 0))).toBe('ERR_OPTION_INVALID');
     expect(() => spec('log-level').parse('loud', 'info')).toThrow(/"loud" for --log-level/);
     expect(spec('socket').parse('/a.sock', [{ kind: 'fd', fd: 3 }])).toEqual([{ kind: 'fd', fd: 3 }, { kind: 'unix', path: '/a.sock' }]);
+    expect(spec('log-buffer').parse('1m', 0)).toBe(1024 * 1024);
+    expect(() => spec('log-buffer').parse('0', 0)).toThrow(/"0" for --log-buffer: expected a size of at least 64k/);
   });
 });

@@ -135,6 +135,8 @@ async function main(): Promise<void> {
       clearInterval(heartbeat);
       // The last counters, so that --stats and --metrics lose nothing of a worker that is replaced.
       await beat();
+      // The log lines still on their way, but no longer than LOG_FLUSH_MS: a full disk does not hold the exit.
+      await logging.flush();
       process.exit(0);
     });
   };

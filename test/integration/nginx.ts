@@ -287,9 +287,11 @@ function socketAccepts(path: string): { accepted: Promise<void>; cancel(): void 
       cancel();
       resolve();
     });
-    // Bound but not yet listening: the next directory event decides.
+    // Bound but not yet listening: try again shortly. No directory event may follow (the file exists already),
+    // and a server logging to --log-file has no 'ready' line on stdout to fall back on.
     probe.once('error', () => {
       connecting = false;
+      setTimeout(check, 50);
     });
   }
   check();
