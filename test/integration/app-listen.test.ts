@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { connects } from '../helpers/wait.js';
 import { freePort, httpRequest, launchServer, startStack, type LogLine, type Stack } from './nginx.js';
 
 const cleanups: Array<() => unknown> = [];
@@ -20,21 +21,10 @@ async function stack(app: string, port: number): Promise<Stack> {
   return started;
 }
 
-/** One connection attempt to 127.0.0.1:port. */
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
 
 /** On every interface too, not only loopback: the app asked for *:port. */
 async function openAnywhere(port: number): Promise<boolean> {
-  if (await accepts(port)) return true;
+  if (await connects(port)) return true;
   return new Promise((resolve) => {
     const socket = net.connect({ host: '::1', port });
     socket.once('connect', () => {

@@ -9,6 +9,7 @@ import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, rmd
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { until } from '../helpers/wait.js';
 import { ROOT, startLoad, startStack, type LogLine, type Stack } from './nginx.js';
 
 const HELLO = join(ROOT, 'test/fixtures/apps/cli/hello.mjs');
@@ -71,15 +72,6 @@ function logLines(path: string): LogLine[] {
     });
 }
 
-async function until<T>(what: string, check: () => T | undefined, timeout = 20_000): Promise<T> {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    const value = check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 function rss(pid: number): number {
   const kb = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { connects } from '../helpers/wait.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const CLI = join(ROOT, 'dist/cli.js');
@@ -834,14 +835,7 @@ export async function accepting(port: number, child: ChildProcess): Promise<bool
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) return false;
-    const ok = await new Promise<boolean>((resolve) => {
-      const probe = net.connect({ host: '127.0.0.1', port });
-      probe.once('connect', () => {
-        probe.destroy();
-        resolve(true);
-      });
-      probe.once('error', () => resolve(false));
-    });
+    const ok = await connects(port);
     if (ok) return true;
     // Not yet bound: wait for the child to exit or to bind, whichever comes first.
     await Promise.race([new Promise((resolve) => child.once('exit', resolve)), new Promise((resolve) => setTimeout(resolve, 50))]);

@@ -10,22 +10,12 @@ import { encodeRequest } from '../../src/protocol/encoder.js';
 import { nginxVars, parseRawResponse } from '../helpers/serve.js';
 import { APPS, CLI, ROOT, requireNginx, startLoad, startStack, type LoadResponse, type LogLine } from './nginx.js';
 import { useCleanups } from '../helpers/cleanup.js';
+import { until } from '../helpers/wait.js';
 
 const HELLO = join(ROOT, 'test/fixtures/apps/cli/hello.mjs');
 const WAIT_MS = 20_000;
 
 const { defer, tempDir } = useCleanups('nu-ops-logs-');
-
-/** Resolves once `check` returns a value other than undefined; checked on every output chunk and every 50 ms. */
-async function until<T>(what: string, check: () => T | undefined, timeout = WAIT_MS): Promise<T> {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    const value = check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 interface Cli {
   readonly child: ChildProcess;
@@ -256,6 +246,9 @@ describe('--reload-on-change', () => {
       await load.stop();
     });
     await load.waitFor((r) => r.status === 200);
+    const master = server.child.pid!;
+    const oldWorkers = readFileSync(`/proc/${master}/task/${master}/children`, 'utf8').trim().split(/\s+/).map(Number);
+    expect(oldWorkers).toHaveLength(2);
 
     // Files the watcher leaves alone: a dependency and a dotfile.
     mkdirSync(join(dir, 'node_modules', 'dep'), { recursive: true });
@@ -269,6 +262,10 @@ describe('--reload-on-change', () => {
     const changed = await server.waitForLog((l) => l.msg === 'files changed: reloading', WAIT_MS);
     expect(changed).toMatchObject({ file: app, files: 1 });
     await server.waitForLog((l) => l.msg === 'reload complete' && l.generation === 2, 30_000);
+    // 'reload complete': the old workers are told to drain. Connections already in the shared socket's queue may
+    // still reach one until it has closed its listener (an IPC message away, longer on a loaded machine): from
+    // their exit on, every response is the new code's.
+    await until('the old workers to exit', () => (oldWorkers.every((pid) => !existsSync(`/proc/${pid}`)) ? true : undefined));
     const settled = Date.now();
     await load.waitFor(() => versions.filter((v) => v.at >= settled).length >= 100, 30_000);
     const stats = await load.stop();

@@ -8,6 +8,7 @@ import express from 'express';
 import Fastify from 'fastify';
 import Koa from 'koa';
 import { afterEach, describe, expect, it } from 'vitest';
+import { connects } from '../helpers/wait.js';
 import { listenOn } from '../../src/server/listen.js';
 import { describeListen, installListenGuard, type AskedListen, type ListenGuard } from '../../src/worker/listen-guard.js';
 
@@ -40,17 +41,6 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** Whether a connection to 127.0.0.1:port is accepted. */
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
 
 describe('describeListen', () => {
   it("reads each of net.Server's listen() signatures", () => {
@@ -82,7 +72,7 @@ describe('installListenGuard', () => {
     expect(called).toBe(1);
     expect(server.listening).toBe(true);
     expect(server.address()).toEqual({ address: '127.0.0.1', family: 'IPv4', port });
-    expect(await accepts(port)).toBe(false);
+    expect(await connects(port)).toBe(false);
     expect(warned).toEqual([{ label: `127.0.0.1:${port}`, address: { address: '127.0.0.1', family: 'IPv4', port } }]);
   });
 
@@ -101,7 +91,7 @@ describe('installListenGuard', () => {
     const server = https.createServer();
     server.listen(port);
     await once(server, 'listening');
-    expect(await accepts(port)).toBe(false);
+    expect(await connects(port)).toBe(false);
     expect(warned).toHaveLength(1);
   });
 
@@ -112,7 +102,7 @@ describe('installListenGuard', () => {
     try {
       const { port } = server.address() as net.AddressInfo;
       expect(port).toBeGreaterThan(0);
-      expect(await accepts(port)).toBe(true);
+      expect(await connects(port)).toBe(true);
       expect(warned).toEqual([]);
     } finally {
       await new Promise((resolve) => server.close(resolve));
@@ -138,7 +128,7 @@ describe('installListenGuard', () => {
     const server = app.listen(port, () => logged.push(server.address()));
     await once(server, 'listening');
     expect(logged).toEqual([{ address: '::', family: 'IPv6', port }]);
-    expect(await accepts(port)).toBe(false);
+    expect(await connects(port)).toBe(false);
     expect(warned.map((w) => w.label)).toEqual([`*:${port}`]);
   });
 
@@ -148,7 +138,7 @@ describe('installListenGuard', () => {
     const server = new Koa().listen(port);
     await once(server, 'listening');
     expect(server.listening).toBe(true);
-    expect(await accepts(port)).toBe(false);
+    expect(await connects(port)).toBe(false);
   });
 
   it("resolves Fastify's awaited listen() with the address asked, and fastify.close() still resolves", async () => {
@@ -159,7 +149,7 @@ describe('installListenGuard', () => {
     const address = await fastify.listen({ port, host: '127.0.0.1' });
     expect(address).toBe(`http://127.0.0.1:${port}`);
     expect(fastify.server.listening).toBe(true);
-    expect(await accepts(port)).toBe(false);
+    expect(await connects(port)).toBe(false);
     // The routes still answer through the instance, as node-uwsgi serves it (routing), here by inject.
     expect((await fastify.inject({ url: '/' })).body).toBe('ok');
     await fastify.close();
@@ -173,7 +163,7 @@ describe('installListenGuard', () => {
     await fastify.listen({ port });
     expect(warned.map((w) => w.label)).toEqual([`localhost:${port}`]);
     expect(asked[0]).toBe(`localhost:${port}`);
-    expect(await accepts(port)).toBe(false);
+    expect(await connects(port)).toBe(false);
     await fastify.close();
   });
 
@@ -185,7 +175,7 @@ describe('installListenGuard', () => {
     const app = await createApp();
     expect(await app.listen(port)).toBe(app.getHttpServer());
     expect(app.getHttpServer().listening).toBe(true);
-    expect(await accepts(port)).toBe(false);
+    expect(await connects(port)).toBe(false);
     expect(warned.map((w) => w.label)).toEqual([`*:${port}`]);
     await app.close();
   });
