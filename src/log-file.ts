@@ -292,8 +292,15 @@ function takeBack(fd: number, part: Buffer): boolean {
 
 function open(path: string): number {
   try {
-    // Read as well as append: a line cut by a full disk is read back before it is taken back.
-    return openSync(path, 'a+');
+    // Read as well as append: a line cut by a full disk is read back before it is taken back. A file the process
+    // may append to but not read (mode 0200, or 0620 with another owner) is opened for appending alone: a cut
+    // line then stays cut (the read back fails, and so nothing is truncated).
+    try {
+      return openSync(path, 'a+');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EACCES') throw err;
+      return openSync(path, 'a');
+    }
   } catch (err) {
     throw new UwsgiError('ERR_LOG_FILE', { file: path, detail: (err as Error).message }, { cause: err });
   }

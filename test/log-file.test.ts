@@ -1,14 +1,17 @@
 // The --log-file destination on a file that takes its lines, and on /dev/full, whose every write fails with ENOSPC
 // as a full disk's does: one stderr line per episode, memory bounded by the limit, a retry on a timer and not a
 // spin, writing again after a reopen with a report of what was dropped, and an exit that does not wait.
-import { closeSync, existsSync, openSync, readFileSync, symlinkSync, unlinkSync, writeSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, closeSync, existsSync, openSync, readFileSync, symlinkSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { RETRY_FIRST_MS, LogFile, takeBackCutLine, type Resumed } from '../src/log-file.js';
 import { useCleanups } from './helpers/cleanup.js';
 
 const { tempDir } = useCleanups('nu-log-file-');
 const LIMIT = 64 * 1024;
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 afterEach(() => {
   vi.useRealTimers();
@@ -61,6 +64,22 @@ describe('LogFile', () => {
     expect(readFileSync(path, 'utf8')).toBe(lines.join(''));
     expect(file.held).toBe(0);
     expect(stderr).toEqual([]);
+  });
+
+  it('appends to a file the process may write but not read (mode 0222, another owner)', () => {
+    // Root reads any file: the check runs as nobody, in a child process on the built module.
+    if (process.getuid?.() !== 0) throw new Error('this test runs as root (as CI does), to open the file as nobody');
+    const dir = tempDir();
+    chmodSync(dir, 0o755);
+    const path = join(dir, 'app.log');
+    writeFileSync(path, '');
+    chmodSync(path, 0o222);
+    const script = `import { LogFile } from ${JSON.stringify(pathToFileURL(join(ROOT, 'dist/log-file.js')).href)};
+      const file = new LogFile(${JSON.stringify(path)}, { limit: 65536 });
+      file.write('{"msg":"written by nobody"}\\n');
+      await file.flush(1000);`;
+    execFileSync(process.execPath, ['--input-type=module', '-e', script], { uid: 65534, gid: 65534, stdio: 'pipe' });
+    expect(readFileSync(path, 'utf8')).toBe('{"msg":"written by nobody"}\n');
   });
 
   it('refuses a path it cannot open with ERR_LOG_FILE', () => {

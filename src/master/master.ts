@@ -90,9 +90,10 @@ export async function runMaster(config: MasterConfig): Promise<number> {
   // --stats and --metrics: listening before the first worker starts, so that /health says 503 until one is ready.
   // The listen queues, for --stats, --metrics and the "listen queue full" warning (ERR_LISTEN_QUEUE_FULL).
   const queues = new ListenQueues({ sockets: options.socket, http: options.http, backlog: options.backlog, cwd: config.cwd, log });
-  const queueCheck = setInterval(() => void queues.fresh(CHECK_MS / 2), CHECK_MS);
   const stats = new StatsCollector({ state: (id) => policy.workers.get(id)?.state, sockets: options.socket, queues, cwd: config.cwd });
   const opsListeners = await startOpsListeners({ stats: options.stats, metrics: options.metrics }, stats, log);
+  // Started once nothing can fail any more before the exit path that clears it.
+  const queueCheck = setInterval(() => void queues.fresh(CHECK_MS / 2), CHECK_MS);
   let app: ReadyInfo | undefined;
   let bootError: { message: string; at: string[] } | undefined;
   let resolveExit: (code: number) => void = () => {};

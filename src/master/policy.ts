@@ -226,7 +226,9 @@ export class Policy {
       this.noteFailure(now);
       // The next recycling waits as a respawn would: a broken app on disk must not restart at heartbeat rate.
       this.recycleNotBefore = now + backoffDelay(this.failures);
-      log(out, 'error', 'replacement worker failed to start; the worker it was to replace goes on serving', {
+      const old = this.workers.get(worker.replaces);
+      const oldServes = old !== undefined && old.state !== 'draining' && old.state !== 'killed';
+      log(out, 'error', oldServes ? 'replacement worker failed to start; the worker it was to replace goes on serving' : 'replacement worker failed to start; another is started after a delay', {
         ...fields,
         ...bootErrorFields(worker),
         retryInMs: this.recycleNotBefore - now,

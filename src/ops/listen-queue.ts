@@ -38,7 +38,7 @@ export interface QueueReading {
 }
 
 /** Where a socket's queue is read. */
-type Source = { kind: 'unix'; paths: string[]; inode?: string } | { kind: 'tcp'; port: number } | { kind: 'none' };
+type Source = { kind: 'unix'; paths: string[] } | { kind: 'tcp'; port: number } | { kind: 'none' };
 
 interface Watched {
   readonly reading: QueueReading;
@@ -71,6 +71,9 @@ export function tcpListenQueue(port: number): number {
   return queue;
 }
 
+/** After a failed run of ss, the next one is not before this (ms). */
+export const SS_RETRY_MS = 30_000;
+
 export type RunSs = () => Promise<string>;
 
 const runSs: RunSs = () =>
@@ -97,8 +100,12 @@ export class ListenQueues {
   private readonly log: Logger;
   private readonly ss: RunSs;
   private readonly now: () => number;
-  /** False once ss failed to run (not installed, netlink refused): Unix queues stay unknown. */
+  /** False when there is no Unix socket to read, or ss is not installed: Unix queues stay unknown. */
   private ssUsable: boolean;
+  /** After ss failed for another reason (a fork refused, EMFILE, a time-out, netlink refused): no run before. */
+  private ssRetryAt = -Infinity;
+  /** The failure was said: once per episode, until ss works again. */
+  private ssFailing = false;
   private inflight: Promise<void> | undefined;
   private sampledAt = -Infinity;
   /** Checks that found a queue full (at its backlog): the stats' listen_queue_errors, counted as uWSGI does. */
@@ -137,25 +144,33 @@ export class ListenQueues {
   private async sample(): Promise<void> {
     this.sampledAt = this.now();
     let unix: ReturnType<typeof parseUnixListeners> | undefined;
-    if (this.ssUsable) {
+    if (this.ssUsable && this.sampledAt >= this.ssRetryAt) {
       try {
         unix = parseUnixListeners(await this.ss());
+        this.ssFailing = false;
       } catch (err) {
-        this.ssUsable = false;
-        const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
-        this.log[missing ? 'info' : 'warn'](
-          { err, stderr: (err as { stderr?: string }).stderr },
-          missing
-            ? 'ss (iproute2) is not installed: the listen queue of Unix sockets is not reported'
-            : 'ss cannot read the Unix sockets (sock_diag): the listen queue of Unix sockets is not reported',
-        );
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+          this.ssUsable = false;
+          this.log.info({ err }, 'ss (iproute2) is not installed: the listen queue of Unix sockets is not reported');
+        } else {
+          // Maybe passing (no process or descriptor to spare, a busy machine): tried again later, said once.
+          this.ssRetryAt = this.sampledAt + SS_RETRY_MS;
+          if (!this.ssFailing) {
+            this.log.warn(
+              { err, stderr: (err as { stderr?: string }).stderr, retryMs: SS_RETRY_MS },
+              'ss failed: the listen queue of Unix sockets is unknown until it works again',
+            );
+          }
+          this.ssFailing = true;
+        }
       }
     }
     for (const w of this.watched) {
       const source = w.source;
       if (source.kind === 'tcp') w.reading.queue = tcpListenQueue(source.port);
+      else if (source.kind === 'unix' && unix === undefined) w.reading.queue = undefined;
       else if (source.kind === 'unix' && unix !== undefined) {
-        const row = unix.find((r) => (source.inode !== undefined ? r.inode === source.inode : source.paths.includes(r.path)));
+        const row = unix.find((r) => source.paths.includes(r.path));
         w.reading.queue = row?.queue;
         if (row !== undefined) w.reading.backlog = row.backlog;
       }

@@ -453,8 +453,8 @@ export async function startStatsServer(address: SocketAddress, collector: StatsC
   return listenLocal(server, address);
 }
 
-/** A worker's heartbeat report; `vsz` in bytes, read here from /proc/self/status when not given. */
-export function workerStats(counters: RequestCounters, busy: number, vsz = virtualSize()): WorkerStats {
+/** A worker's heartbeat report; `vsz` in bytes (the worker's MemoryReader, src/worker/resources.ts). */
+export function workerStats(counters: RequestCounters, busy: number, vsz: number): WorkerStats {
   return {
     exceptions: counters.exceptions,
     tx: counters.tx,
@@ -468,12 +468,3 @@ export function workerStats(counters: RequestCounters, busy: number, vsz = virtu
   };
 }
 
-/** Bytes of virtual memory, from /proc/self/status (VmSize, in kB: no page size to guess); 0 without /proc. */
-function virtualSize(): number {
-  try {
-    const match = /^VmSize:\s+(\d+) kB/m.exec(readFileSync('/proc/self/status', 'latin1'));
-    return match ? Number(match[1]) * 1024 : 0;
-  } catch {
-    return 0;
-  }
-}

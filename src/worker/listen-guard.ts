@@ -23,16 +23,16 @@ export interface ListenGuard {
 
 const PRETENDED = ['listening', 'address', 'close'] as const;
 
-/** Replaces net.Server.prototype.listen for everything but node-uwsgi's own listeners; `onFirst` hears of the
- * first call only (one warning per worker). */
-export function installListenGuard(onFirst: (asked: AskedListen) => void): ListenGuard {
+/** Replaces net.Server.prototype.listen for everything but node-uwsgi's own listeners; `onAddress` hears of each
+ * address once (one warning per address and worker: a second server, say metrics on :9100, is said too). */
+export function installListenGuard(onAddress: (asked: AskedListen) => void): ListenGuard {
   const original = net.Server.prototype.listen;
   const asked: string[] = [];
   const listen = function listen(this: net.Server, ...args: unknown[]): net.Server {
     if (isOwnListener(this)) return (original as (...a: unknown[]) => net.Server).apply(this, args);
     const what = describeListen(args);
+    if (!asked.includes(what.label)) onAddress(what);
     asked.push(what.label);
-    if (asked.length === 1) onFirst(what);
     const callback = args[args.length - 1];
     if (typeof callback === 'function') this.once('listening', callback as () => void);
     pretendListening(this, what.address);

@@ -416,7 +416,9 @@ describe('the process manager under load, through nginx', () => {
       for (const pid of workers) if (running(pid)) process.kill(pid, 'SIGKILL');
     });
     const slowStarted = (line: LogLine): boolean => line.msg === 'pm-app: slow request started';
-    const slow = Array.from({ length: 4 }, () => httpRequest(stack.url('/slow')));
+    // 3 s each: the probes and the request through nginx below all happen before the first one ends, even on a
+    // busy machine.
+    const slow = Array.from({ length: 4 }, () => httpRequest(stack.url('/slow?ms=3000')));
     await waitForLogs(stack.server, slowStarted, 4);
     let slowDone = 0;
     const slowEnds: number[] = [];

@@ -3,7 +3,7 @@
 // the backlog's cap is concerned.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { FRESH_MS, ListenQueues, parseUnixListeners } from '../../src/ops/listen-queue.js';
+import { FRESH_MS, ListenQueues, SS_RETRY_MS, parseUnixListeners } from '../../src/ops/listen-queue.js';
 import { effectiveBacklog, kernelMaxBacklog } from '../../src/server/listen.js';
 import { memoryLogger } from '../helpers/serve.js';
 
@@ -81,6 +81,23 @@ describe('ListenQueues', () => {
     expect(t.runs()).toBe(1);
     await t.tick(1);
     expect(t.runs()).toBe(2);
+  });
+
+  it('after ss fails for another reason (a fork refused), says so once and tries again SS_RETRY_MS later', async () => {
+    const t = setup([ssOutput(3), Object.assign(new Error('spawn ss EAGAIN'), { code: 'EAGAIN' }), Object.assign(new Error('spawn ss EAGAIN'), { code: 'EAGAIN' }), ssOutput(5)]);
+    await t.tick();
+    expect(t.queues.readings[0]!.queue).toBe(3);
+    await t.tick();
+    expect(t.runs()).toBe(2);
+    expect(t.queues.readings[0]!.queue, 'unknown while ss fails').toBeUndefined();
+    await t.tick(SS_RETRY_MS - FRESH_MS);
+    expect(t.runs(), 'no run before the retry time').toBe(2);
+    await t.tick(FRESH_MS);
+    expect(t.runs()).toBe(3);
+    await t.tick(SS_RETRY_MS);
+    expect(t.runs()).toBe(4);
+    expect(t.queues.readings[0]!.queue).toBe(5);
+    expect(t.records.filter((r) => r.msg.startsWith('ss failed'))).toHaveLength(1);
   });
 
   it('without ss says so once and leaves Unix queues unknown; TCP queues are still read', async () => {

@@ -59,8 +59,8 @@ describe('renderMetrics', () => {
     a.record(503, 10, 3_000_000);
     const b = new RequestCounters();
     b.record(404, 5, 40_000_000);
-    stats.heartbeat(1, 3, 30_000_000, workerStats(a, 2));
-    stats.heartbeat(2, 1, 20_000_000, workerStats(b, 0));
+    stats.heartbeat(1, 3, 30_000_000, workerStats(a, 2, 0));
+    stats.heartbeat(2, 1, 20_000_000, workerStats(b, 0, 0));
     stats.exited(2, 'max-rss');
 
     const samples = parseExposition(renderMetrics(stats));

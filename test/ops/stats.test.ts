@@ -13,7 +13,7 @@ function collector(states: Map<number, WorkerState>, now = () => 1_700_000_000_0
 
 function report(overrides: Partial<WorkerStats> = {}): WorkerStats {
   const counters = new RequestCounters();
-  return { ...workerStats(counters, 0), ...overrides };
+  return { ...workerStats(counters, 0, 0), ...overrides };
 }
 
 describe('RequestCounters', () => {
