@@ -317,6 +317,17 @@ async function nestServer(value: unknown, exportName: string, file: string): Pro
       throw new UwsgiError('ERR_APP_FACTORY_FAILED', { file, name: `${exportName}.init`, detail: messageOf(cause) }, { cause });
     }
   }
+  // On Nest's Fastify platform, listen() also runs Fastify's ready() (plugins, hooks, the router): without it
+  // every request fails with a 500.
+  const adapter = (nest as unknown as { getHttpAdapter(): { getType?(): string; getInstance?(): unknown } }).getHttpAdapter();
+  const instance = adapter.getType?.() === 'fastify' ? adapter.getInstance?.() : undefined;
+  if (hasMethod(instance, 'ready')) {
+    try {
+      await (instance as { ready(): Promise<unknown> }).ready();
+    } catch (cause) {
+      throw new UwsgiError('ERR_APP_FACTORY_FAILED', { file, name: `${exportName}.getHttpAdapter().getInstance().ready`, detail: messageOf(cause) }, { cause });
+    }
+  }
   const server = nest.getHttpServer();
   if (server instanceof Server) return server;
   throw new UwsgiError('ERR_APP_INTERFACE_UNKNOWN', {

@@ -1,6 +1,7 @@
 // A NestJS 12 app behind a real nginx, written as Nest's docs write one (TypeScript with experimentalDecorators
 // and emitDecoratorMetadata, test/fixtures/apps/nest/), compiled here with tsc: handed over from a factory
-// (`main.js:createApp()`) and as an exported, never-listened INestApplication (`app.js:app`).
+// (`main.js:createApp()`), as an exported, never-listened INestApplication (`app.js:app`), and on Nest's Fastify
+// platform (`main-fastify.js:createApp()`).
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -31,7 +32,7 @@ beforeAll(() => {
         rootDir: SOURCES,
         outDir: out,
       },
-      files: ['main.ts', 'app.ts', 'app.module.ts', 'app.controller.ts'].map((file) => join(SOURCES, file)),
+      files: ['main.ts', 'main-fastify.ts', 'app.ts', 'app.module.ts', 'app.controller.ts'].map((file) => join(SOURCES, file)),
     }),
   );
   const tsc = spawnSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(out, 'tsconfig.json')], { encoding: 'utf8' });
@@ -47,6 +48,7 @@ const DATA = seededBytes(0x4e57, 768 * 1024).toString('base64');
 describe.each([
   { name: 'a factory', spec: 'main.js:createApp()' },
   { name: 'an exported app', spec: 'app.js:app' },
+  { name: 'a factory on the Fastify platform', spec: 'main-fastify.js:createApp()' },
 ])('NestJS as $name through nginx', ({ spec }) => {
   let stack: Stack;
   beforeAll(async () => {
@@ -62,7 +64,7 @@ describe.each([
     expect(ready.detectedBy).toBe('NestJS application (init(), getHttpServer())');
   });
 
-  it('answers a GET route with what Express computed behind it', async () => {
+  it('answers a GET route with what Express (or Fastify) computed behind it', async () => {
     const res = await httpRequest(stack.url('/hello'));
     expect(res.status).toBe(200);
     expect(JSON.parse(res.body.toString('utf8'))).toEqual({ hello: 'nest', ip: '127.0.0.1', protocol: 'http' });
