@@ -1,10 +1,13 @@
 // The benchmark: wrk → one real nginx (1 worker, 2 for the 2-worker targets) → each target on a Unix socket,
-// interleaved in rounds, medians compared with the minimal uwsgi responder (the ceiling for Node) and node:http
-// behind proxy_pass keep-alive.
-// Usage: `npm run bench` (builds first); env BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_WARMUP (2),
-// BENCH_TARGETS (comma-separated keys, default the single-worker set; `all` for every target); `--workers` runs
-// minimal and the worker-count targets (wsgi-1w, wsgi-2w, wsgi-2w-rr); `--json` prints the results as JSON on
-// stdout. The helpers are exported for bench/reload.js.
+// interleaved in rounds, medians of requests/s and of the backend's CPU time per request, each compared with
+// uWSGI (C) + a Python WSGI hello behind the same nginx configuration in the same run (the peer to beat), next to
+// the minimal uwsgi responder (the floor of a `node:net` server) and node:http behind proxy_pass keep-alive.
+// Usage: `npm run bench` (builds first); `npm run bench -- --quick` for a short run (QUICK below); env
+// BENCH_SECONDS (10), BENCH_ROUNDS (5), BENCH_WARMUP (2), BENCH_TARGETS (comma-separated keys, default the
+// single-worker set; `all` for every target), BENCH_UWSGI (the uwsgi binary, `uwsgi`), BENCH_NODE_UWSGI_ARGS
+// (extra arguments for every node-uwsgi target, split on spaces); `--workers` runs uwsgi, minimal and the worker-count
+// targets (wsgi-1w, wsgi-2w, wsgi-2w-rr); `--json` prints the results as JSON on stdout. The helpers are exported
+// for bench/reload.js and bench/memory.js.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -17,41 +20,89 @@ import { fileURLToPath } from 'node:url';
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const NGINX = process.env.BENCH_NGINX ?? '/usr/sbin/nginx';
 export const WRK = process.env.BENCH_WRK ?? 'wrk';
-const BAR = 0.8;
+export const UWSGI = process.env.BENCH_UWSGI || 'uwsgi';
+export const UWSGI_PACKAGES = 'uwsgi-core uwsgi-plugin-python3';
 export const CONNECTIONS = 32;
 export const READY_TIMEOUT_MS = 15_000;
+/** --quick: settings for a look in a minute or two, not for figures to publish. Env variables still win. */
+const QUICK = { seconds: 3, rounds: 3, warmup: 1 };
+const FULL = { seconds: 10, rounds: 5, warmup: 2 };
 
-const cli =
-  (app, ...extra) =>
-  (sock) => ['dist/cli.js', app, '--socket', `unix:${sock}`, '--log-level', 'warn', ...extra];
+// Issue 12's targets, relative to uWSGI in the same run: reported, they do not change the exit code.
+// cpu: at most this × uWSGI's CPU µs per request; rps: at least this × uWSGI's requests/s.
+const GOALS = [
+  { target: 'wsgi', cpu: 1.25, rps: 0.95 },
+  { target: 'node', cpu: 1.25 },
+  { target: 'fetch', cpu: 1.6 },
+];
+
+// Arguments for the targets that run today's accept path (JavaScript, net.Socket). When `--accept auto|native|js`
+// lands, this becomes ['--accept', 'js'] and a native target is one more line, e.g.
+//   nodeUwsgi('wsgi-native', 'node-uwsgi wsgi native', 'examples/hello-wsgi.js', ['--accept', 'native']),
+const ACCEPT_JS = [];
+const EXTRA_ARGS = (process.env.BENCH_NODE_UWSGI_ARGS ?? '').split(' ').filter(Boolean);
+
+/** A node-uwsgi target: `node dist/cli.js APP --socket unix:SOCK --log-level warn ...args`. */
+function nodeUwsgi(key, label, app, args, more = {}) {
+  return {
+    key,
+    label,
+    upstream: 'uwsgi',
+    argv: (sock) => ['dist/cli.js', app, '--socket', `unix:${sock}`, '--log-level', 'warn', ...args, ...EXTRA_ARGS],
+    ...more,
+  };
+}
+
+// command: the program (process.execPath, the Node running this bench, unless set); argv(sock) its arguments.
 // nginxWorkers: nginx's worker_processes for that target (1 unless set). extra: not in the default set; run with
-// BENCH_TARGETS=… or --workers. env: added to the target's environment.
+// BENCH_TARGETS=… or --workers. env: added to the target's environment. stopSignal: SIGTERM unless set. quiet: its
+// output is shown only when it fails (uWSGI prints a banner). needs: a check that returns why the target cannot run.
 export const TARGETS = [
-  { key: 'minimal', label: 'minimal', upstream: 'uwsgi', argv: (sock) => ['bench/minimal-responder.js', sock] },
-  { key: 'wsgi', label: 'node-uwsgi wsgi', upstream: 'uwsgi', argv: cli('examples/hello-wsgi.js'), bar: true },
-  { key: 'node', label: 'node-uwsgi node', upstream: 'uwsgi', argv: cli('examples/hello-node.js'), bar: true },
-  { key: 'fetch', label: 'node-uwsgi fetch', upstream: 'uwsgi', argv: cli('examples/hello-fetch.js'), bar: true },
-  { key: 'node-http', label: 'node:http proxy_pass', upstream: 'http', argv: (sock) => ['bench/node-http.js', sock] },
-  { key: 'wsgi-1w', label: 'wsgi --workers 1', upstream: 'uwsgi', argv: cli('examples/hello-wsgi.js', '--workers', '1'), extra: true },
   {
-    key: 'wsgi-2w',
-    label: 'wsgi --workers 2',
+    key: 'uwsgi',
+    label: 'uWSGI (C) + Python',
     upstream: 'uwsgi',
-    argv: cli('examples/hello-wsgi.js', '--workers', '2'),
-    nginxWorkers: 2,
-    extra: true,
+    command: UWSGI,
+    // Master + 1 worker, like node-uwsgi's default; --die-on-term because SIGTERM reloads a uWSGI 2.0 master.
+    argv: (sock) => [
+      '--plugin', 'python3', '--socket', sock, '--wsgi-file', path.join(REPO, 'bench/hello-wsgi.py'),
+      '--master', '--processes', '1', '--disable-logging', '--die-on-term', '--listen', '1024',
+    ],
+    stopSignal: 'SIGINT',
+    quiet: true,
+    needs: uwsgiMissing,
   },
-  {
-    key: 'wsgi-2w-rr',
-    label: 'wsgi --workers 2 rr',
-    upstream: 'uwsgi',
-    argv: cli('examples/hello-wsgi.js', '--workers', '2'),
+  { key: 'minimal', label: 'minimal (node:net)', upstream: 'uwsgi', argv: (sock) => ['bench/minimal-responder.js', sock] },
+  nodeUwsgi('wsgi', 'node-uwsgi wsgi', 'examples/hello-wsgi.js', ACCEPT_JS),
+  nodeUwsgi('node', 'node-uwsgi node', 'examples/hello-node.js', ACCEPT_JS),
+  nodeUwsgi('fetch', 'node-uwsgi fetch', 'examples/hello-fetch.js', ACCEPT_JS),
+  { key: 'node-http', label: 'node:http proxy_pass', upstream: 'http', argv: (sock) => ['bench/node-http.js', sock] },
+  nodeUwsgi('wsgi-1w', 'wsgi --workers 1', 'examples/hello-wsgi.js', [...ACCEPT_JS, '--workers', '1'], { extra: true }),
+  nodeUwsgi('wsgi-2w', 'wsgi --workers 2', 'examples/hello-wsgi.js', [...ACCEPT_JS, '--workers', '2'], { nginxWorkers: 2, extra: true }),
+  nodeUwsgi('wsgi-2w-rr', 'wsgi --workers 2 rr', 'examples/hello-wsgi.js', [...ACCEPT_JS, '--workers', '2'], {
     env: { NODE_UWSGI_SCHED: 'rr' },
     nginxWorkers: 2,
     extra: true,
-  },
+  }),
 ];
-const WORKER_SET = ['minimal', 'wsgi-1w', 'wsgi-2w', 'wsgi-2w-rr'];
+const WORKER_SET = ['uwsgi', 'minimal', 'wsgi-1w', 'wsgi-2w', 'wsgi-2w-rr'];
+
+/** Why uWSGI with its python3 plugin cannot run here, or null if it can. */
+function uwsgiMissing() {
+  const r = spawnSync(UWSGI, ['--plugin', 'python3', '--version'], { encoding: 'utf8' });
+  const out = `${r.stdout ?? ''}${r.stderr ?? ''}`;
+  let why = null;
+  if (r.error) why = `${UWSGI} not found (${r.error.code ?? r.error.message})`;
+  else if (/UNABLE to load/.test(out)) why = `${UWSGI} cannot load its python3 plugin`;
+  else if (r.status !== 0) why = `${UWSGI} --version exited with ${r.status}`;
+  if (why === null) return null;
+  return `${why}; install the Debian packages ${UWSGI_PACKAGES} (apt-get install -y --no-install-recommends ${UWSGI_PACKAGES}) to compare with it`;
+}
+
+export function uwsgiVersion() {
+  const r = spawnSync(UWSGI, ['--version'], { encoding: 'utf8' });
+  return r.error || r.status !== 0 ? null : r.stdout.trim();
+}
 
 export const nginxWorkersOf = (target) => target.nginxWorkers ?? 1;
 
@@ -77,6 +128,22 @@ function selectedTargets(workersFlag) {
     throw new BenchError(`unknown BENCH_TARGETS ${unknown.join(', ')}; known: ${TARGETS.map((t) => t.key).join(', ')}`);
   }
   return TARGETS.filter((t) => keys.includes(t.key));
+}
+
+/** The selected targets that can run here; each one skipped is said on stderr, with what it needs. */
+function runnableTargets(selected) {
+  const runnable = [];
+  const skipped = [];
+  for (const t of selected) {
+    const why = t.needs?.() ?? null;
+    if (why === null) runnable.push(t);
+    else {
+      skipped.push({ target: t.key, label: t.label, why });
+      process.stderr.write(`bench: SKIPPING ${t.label}: ${why}\n`);
+    }
+  }
+  if (runnable.length === 0) throw new BenchError('no target left to run');
+  return { runnable, skipped };
 }
 
 // ---- processes and temp dirs, all released on exit, error or SIGINT ----
@@ -327,7 +394,7 @@ async function measure(target, { seconds, warmup }) {
   let app;
   let nginx;
   try {
-    app = start(process.execPath, target.argv(sock), target.label, target.env);
+    app = start(target.command ?? process.execPath, target.argv(sock), target.label, target.env);
     await waitConnectable({ path: sock }, app, target.label);
     const port = await freePort();
     writeFileSync(path.join(dir, 'nginx.conf'), nginxConf(dir, port, target, sock));
@@ -371,7 +438,7 @@ async function measure(target, { seconds, warmup }) {
     };
   } finally {
     if (nginx) await stop(nginx);
-    if (app) await stop(app);
+    if (app) await stop(app, target.stopSignal);
     removeTempDir(dir);
   }
 }
@@ -423,24 +490,37 @@ const medianOrNull = (values) => (values.some((v) => v === null) ? null : median
 
 // ---- main ----
 
+/** Settings from the flags and env: --quick shortens the run, BENCH_* override either. */
+export function settings(quick) {
+  const base = quick ? QUICK : FULL;
+  return {
+    seconds: positiveInt('BENCH_SECONDS', base.seconds),
+    rounds: positiveInt('BENCH_ROUNDS', base.rounds),
+    warmup: positiveInt('BENCH_WARMUP', base.warmup),
+  };
+}
+
+const minMax = (values) => (values.some((v) => v === null) ? null : [Math.min(...values), Math.max(...values)]);
+
 async function main() {
+  const flags = ['--json', '--workers', '--quick'];
   const json = process.argv.includes('--json');
   const workersFlag = process.argv.includes('--workers');
-  const unknownArgs = process.argv.slice(2).filter((a) => a !== '--json' && a !== '--workers');
-  if (unknownArgs.length > 0) throw new BenchError(`unknown argument(s) ${unknownArgs.join(' ')}; only --json and --workers are accepted`);
-  const seconds = positiveInt('BENCH_SECONDS', 10);
-  const rounds = positiveInt('BENCH_ROUNDS', 3);
-  const warmup = positiveInt('BENCH_WARMUP', 2);
-  const targets = selectedTargets(workersFlag);
-  const env = environment();
+  const quick = process.argv.includes('--quick');
+  const unknownArgs = process.argv.slice(2).filter((a) => !flags.includes(a));
+  if (unknownArgs.length > 0) throw new BenchError(`unknown argument(s) ${unknownArgs.join(' ')}; only ${flags.join(', ')} are accepted`);
+  const { seconds, rounds, warmup } = settings(quick);
+  const { runnable: targets, skipped } = runnableTargets(selectedTargets(workersFlag));
+  const env = { ...environment(), uwsgi: targets.some((t) => t.key === 'uwsgi') ? uwsgiVersion() : null };
 
   const header = [
+    `machine  ${env.cpu} × ${env.cores} cores, ${env.kernel}`,
+    `load     ${env.loadavg.join(' ')} at start (1/5/15 min; other work on the machine skews every figure)`,
     `node     ${env.node} (${env.nodePath})`,
     `nginx    ${env.nginx}, worker_processes per target (column nginx w); targets on Unix sockets`,
-    `wrk      ${env.wrk}: -t1 -c${CONNECTIONS} -d${seconds}s after a ${warmup} s warm-up, ${rounds} round(s), median`,
-    `cpu      ${env.cpu} × ${env.cores} cores`,
-    `kernel   ${env.kernel}`,
-    `load     ${env.loadavg.join(' ')} at start (1/5/15 min; other work on the machine skews every figure)`,
+    ...(env.uwsgi ? [`uwsgi    ${env.uwsgi}, python3 plugin, bench/hello-wsgi.py, --master --processes 1`] : []),
+    `wrk      ${env.wrk}: -t1 -c${CONNECTIONS} -d${seconds}s after a ${warmup} s warm-up, ${rounds} interleaved round(s), medians${quick ? ' (--quick)' : ''}`,
+    ...(EXTRA_ARGS.length > 0 ? [`args     node-uwsgi targets get ${EXTRA_ARGS.join(' ')} (BENCH_NODE_UWSGI_ARGS)`] : []),
   ].join('\n');
   if (!json) process.stdout.write(`${header}\n\n`);
 
@@ -452,24 +532,38 @@ async function main() {
       process.stderr.write(`bench: round ${round + 1}/${rounds} ${target.label} ... `);
       const r = await measure(target, { seconds, warmup });
       runs.get(target.key).push(r);
-      process.stderr.write(`${fmtRps(r.rps)} req/s${r.problems.length ? `  PROBLEMS: ${r.problems.join('; ')}` : ''}\n`);
+      process.stderr.write(
+        `${fmtRps(r.rps)} req/s, ${fmtCpu(r.cpuUsPerRequest)} µs CPU/req${r.problems.length ? `  PROBLEMS: ${r.problems.join('; ')}` : ''}\n`,
+      );
       if (r.problems.length > 0 && r.wrkOutput) process.stderr.write(r.wrkOutput);
       // The targets run at --log-level warn: anything they print deserves a look, though it fails nothing.
       if (r.nginxOutput) process.stderr.write(`bench: note: nginx printed:\n${r.nginxOutput.slice(0, 2000)}\n`);
-      if (r.appOutput) process.stderr.write(`bench: note: ${target.label} printed:\n${r.appOutput.slice(0, 2000)}\n`);
+      if (r.appOutput && (!target.quiet || r.problems.length > 0)) {
+        process.stderr.write(`bench: note: ${target.label} printed:\n${r.appOutput.slice(0, 2000)}\n`);
+      }
     }
   }
 
-  const medians = new Map([...runs].map(([k, rs]) => [k, median(rs.map((r) => r.rps))]));
-  const ratio = (key, base) => (medians.has(base) ? medians.get(key) / medians.get(base) : null);
+  const medians = new Map(
+    [...runs].map(([k, rs]) => [k, { rps: median(rs.map((r) => r.rps)), cpu: medianOrNull(rs.map((r) => r.cpuUsPerRequest)) }]),
+  );
+  const rpsRatio = (key, base) => (medians.has(base) ? medians.get(key).rps / medians.get(base).rps : null);
+  const cpuRatio = (key, base) => {
+    const x = medians.get(key)?.cpu ?? null;
+    const y = medians.get(base)?.cpu ?? null;
+    return x === null || y === null ? null : x / y;
+  };
   const results = targets.map((t) => ({
     target: t.key,
     label: t.label,
-    rps: medians.get(t.key),
+    rps: medians.get(t.key).rps,
     rounds: runs.get(t.key).map((r) => r.rps),
-    vsMinimal: ratio(t.key, 'minimal'),
-    vsNodeHttp: ratio(t.key, 'node-http'),
-    cpuUsPerRequest: medianOrNull(runs.get(t.key).map((r) => r.cpuUsPerRequest)),
+    vsUwsgi: rpsRatio(t.key, 'uwsgi'),
+    vsMinimal: rpsRatio(t.key, 'minimal'),
+    vsNodeHttp: rpsRatio(t.key, 'node-http'),
+    cpuUsPerRequest: medians.get(t.key).cpu,
+    cpuRounds: runs.get(t.key).map((r) => r.cpuUsPerRequest),
+    cpuVsUwsgi: cpuRatio(t.key, 'uwsgi'),
     cpuRootUsPerRequest: medianOrNull(runs.get(t.key).map((r) => r.cpuRootUsPerRequest)),
     processes: runs.get(t.key)[0].processes,
     nginxWorkers: nginxWorkersOf(t),
@@ -477,31 +571,53 @@ async function main() {
     problems: runs.get(t.key).flatMap((r) => r.problems),
   }));
   const failed = results.filter((r) => r.problems.length > 0);
-  const barRows = results.filter((r) => TARGETS.find((t) => t.key === r.target).bar && r.vsMinimal !== null);
-  const bar = barRows.map((r) => ({ target: r.target, ratio: r.vsMinimal, pass: r.vsMinimal >= BAR }));
+  const byKey = new Map(results.map((r) => [r.target, r]));
+  const goals = [];
+  for (const g of GOALS) {
+    const r = byKey.get(g.target);
+    if (!r || r.vsUwsgi === null) continue;
+    if (g.cpu !== undefined && r.cpuVsUwsgi !== null) {
+      goals.push({ target: g.target, what: 'cpu', ratio: r.cpuVsUwsgi, limit: g.cpu, pass: r.cpuVsUwsgi <= g.cpu });
+    }
+    if (g.rps !== undefined) goals.push({ target: g.target, what: 'rps', ratio: r.vsUwsgi, limit: g.rps, pass: r.vsUwsgi >= g.rps });
+  }
 
   if (json) {
-    process.stdout.write(`${JSON.stringify({ environment: env, settings: { seconds, rounds, warmup, connections: CONNECTIONS }, results, bar: { threshold: BAR, targets: bar }, ok: failed.length === 0 }, null, 2)}\n`);
+    const out = { environment: env, settings: { seconds, rounds, warmup, connections: CONNECTIONS, quick, extraArgs: EXTRA_ARGS }, results, skipped, goals, ok: failed.length === 0 };
+    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
   } else {
-    // The master's column only when some target has one (node-uwsgi always does: --workers 1 is master + 1).
+    // The master's column only when some target has one (node-uwsgi and uWSGI run a master and a worker).
     const master = results.some((r) => r.cpuRootUsPerRequest !== null);
     const rows = [
-      ['target', 'nginx w', 'req/s (median)', 'vs minimal', 'vs node:http', 'CPU µs/req (app)', ...(master ? ['of which master'] : []), 'rounds (req/s)'],
+      [
+        'target',
+        'nginx w',
+        'req/s',
+        'vs uWSGI',
+        'CPU µs/req',
+        'vs uWSGI',
+        ...(master ? ['of which master'] : []),
+        'CPU µs/req min-max',
+        'req/s per round',
+      ],
     ];
     for (const r of results) {
+      const range = minMax(r.cpuRounds);
       rows.push([
         r.label,
         String(r.nginxWorkers),
         fmtRps(r.rps),
-        fmtRatio(r.vsMinimal),
-        fmtRatio(r.vsNodeHttp),
+        fmtRatio(r.vsUwsgi),
         fmtCpu(r.cpuUsPerRequest),
+        fmtRatio(r.cpuVsUwsgi),
         ...(master ? [fmtCpu(r.cpuRootUsPerRequest)] : []),
+        range ? `${fmtCpu(range[0])}-${fmtCpu(range[1])}` : '—',
         r.rounds.map(fmtRps).join(' / '),
       ]);
     }
     process.stdout.write(`${table(rows)}\n\n`);
-    const byKey = new Map(results.map((r) => [r.target, r]));
+    process.stdout.write('medians over the rounds; CPU µs/req: user + system time of the backend (master + workers) over wrk\'s requests\n');
+    for (const s of skipped) process.stdout.write(`skipped: ${s.label}: ${s.why}\n`);
     const compare = (a, b, what) => {
       if (!byKey.has(a) || !byKey.has(b)) return;
       const x = byKey.get(a);
@@ -512,12 +628,14 @@ async function main() {
     compare('wsgi-2w', 'wsgi-1w', 'scaling 2w / 1w (shared handle)');
     compare('wsgi-2w-rr', 'wsgi-1w', 'scaling 2w rr / 1w');
     compare('wsgi-2w-rr', 'wsgi-2w', 'round-robin / shared handle, 2w');
-    if (bar.length > 0) {
-      const verdict = bar.every((b) => b.pass) ? 'PASS' : 'BELOW BAR';
-      const detail = bar.map((b) => `${b.target} ${fmtRatio(b.ratio)} ${b.pass ? 'PASS' : 'BELOW BAR'}`).join(', ');
-      process.stdout.write(`bar: node-uwsgi ≥ ${BAR}× minimal: ${verdict} (${detail})\n`);
+    if (goals.length > 0) {
+      const verdict = goals.every((g) => g.pass) ? 'MET' : 'NOT MET';
+      const detail = goals
+        .map((g) => `${g.target} ${g.what === 'cpu' ? `CPU ${fmtRatio(g.ratio)} (≤ ${g.limit}×` : `req/s ${fmtRatio(g.ratio)} (≥ ${g.limit}×`}: ${g.pass ? 'yes' : 'no'})`)
+        .join(', ');
+      process.stdout.write(`goals vs uWSGI (issue 12): ${verdict} (${detail})\n`);
     } else {
-      process.stdout.write(`bar: not checked (it needs minimal and one of wsgi, node, fetch)\n`);
+      process.stdout.write('goals vs uWSGI (issue 12): not checked (they need uwsgi and one of wsgi, node, fetch)\n');
     }
   }
   if (failed.length > 0) {
