@@ -31,6 +31,7 @@ export const TARGETS = [
   { key: 'wsgi', label: 'node-uwsgi wsgi', upstream: 'uwsgi', argv: cli('examples/hello-wsgi.js'), bar: true },
   { key: 'node', label: 'node-uwsgi node', upstream: 'uwsgi', argv: cli('examples/hello-node.js'), bar: true },
   { key: 'fetch', label: 'node-uwsgi fetch', upstream: 'uwsgi', argv: cli('examples/hello-fetch.js'), bar: true },
+  { key: 'fetch-response', label: 'fetch, its Response', upstream: 'uwsgi', argv: cli('examples/hello-fetch-response.js'), extra: true },
   { key: 'node-http', label: 'node:http proxy_pass', upstream: 'http', argv: (sock) => ['bench/node-http.js', sock] },
   { key: 'wsgi-1w', label: 'wsgi --workers 1', upstream: 'uwsgi', argv: cli('examples/hello-wsgi.js', '--workers', '1'), extra: true },
   {

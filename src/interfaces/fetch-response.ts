@@ -15,7 +15,8 @@ export interface LightParts {
   headers: HeadersInit | undefined;
 }
 
-export const kParts = Symbol('uwsgi.response.parts');
+// Registered: an app that imports another copy of node-uwsgi than the one serving it still takes the fast path.
+export const kParts = Symbol.for('node-uwsgi.response.parts');
 const kReal = Symbol('uwsgi.response.real');
 
 // As the Fetch standard's Response constructor: a null body status takes no body; status in 200-599; a reason
@@ -131,6 +132,8 @@ Object.defineProperty(prototype, Symbol.for('nodejs.util.inspect.custom'), {
 LightResponse.prototype = prototype;
 Object.setPrototypeOf(LightResponse, NativeResponse);
 Object.defineProperty(LightResponse, 'name', { value: 'Response' });
+// Every Response is one: `response instanceof Response` holds for what fetch() returns too, whichever is imported.
+Object.defineProperty(LightResponse, Symbol.hasInstance, { value: (value: unknown) => value instanceof NativeResponse });
 
 /** Fetch's default type for a string body. */
 export const TEXT = 'text/plain;charset=UTF-8';

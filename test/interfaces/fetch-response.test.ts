@@ -7,6 +7,8 @@ describe('Response (light)', () => {
   it('is a Response: instanceof, name, status, ok, statusText, headers with the default content type', () => {
     const res = new Response('hi', { status: 201, statusText: 'Made', headers: { 'X-A': '1' } });
     expect(res).toBeInstanceOf(globalThis.Response);
+    expect(res).toBeInstanceOf(Response);
+    expect(new globalThis.Response('x')).toBeInstanceOf(Response);
     expect(res.constructor.name).toBe('Response');
     expect(Object.prototype.toString.call(res)).toBe('[object Response]');
     expect([res.status, res.ok, res.statusText]).toEqual([201, true, 'Made']);
