@@ -1,7 +1,7 @@
 // Microbenchmark for the fetch adapter alone (issue 12): the CPU time per request (user + system, so garbage
 // collection on V8's helper threads counts) of createFetchHandler(app) over an
 // in-memory exchange (the vars nginx sends for a browser's GET, a response sink that keeps nothing), for the hello
-// app (with the global Response and with node-uwsgi's) and a Hono app, against another build's adapter in the same process, rounds interleaved. Each request is
+// app (with the global Response and with node-uwsgi's) and a Hono app (with each as the global one), against another build's adapter in the same process, rounds interleaved. Each request is
 // awaited before the next, as one connection's would be. Prints the median CPU ns per request and the ratio.
 // Usage: `node bench/fetch-adapter.js` (build first); env BENCH_FETCH_BASE (a path to another build's
 // interfaces/fetch.js: the A of the A/B; without it, only this build), BENCH_FETCH_REQUESTS (50000 per round),
@@ -95,7 +95,9 @@ const light = {
 };
 const hono = new Hono();
 hono.get('/items/:id', (c) => c.text(`item ${c.req.param('id')} ${c.req.query('sort')}`));
-const apps = { hello, light, hono };
+// hono-own: the same Hono app with node-uwsgi's Response as the global one, as --own-response makes it.
+const apps = { hello, light, hono, 'hono-own': hono };
+const NativeResponse = globalThis.Response;
 
 const samples = {};
 let check = 0;
@@ -103,6 +105,7 @@ for (let round = 0; round < ROUNDS; round++) {
   const names = Object.keys(builds);
   if (round % 2 === 1) names.reverse();
   for (const [appName, app] of Object.entries(apps)) {
+    globalThis.Response = appName === 'hono-own' ? LightResponse : NativeResponse;
     for (const build of names) {
       const handler = builds[build].createFetchHandler(app);
       const start = process.cpuUsage();
