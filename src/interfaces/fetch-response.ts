@@ -1,7 +1,8 @@
 // node-uwsgi's own Response for fetch apps (`import { Response } from 'node-uwsgi'`): a Response of a string,
 // bytes or no body with plain headers keeps what it was given, and the fetch adapter writes that without a
 // WHATWG stream; anything else, or any use beyond status and headers, makes the real Response it stands for.
-// The global Response is never replaced. After @hono/node-server's src/response.ts.
+// Only --own-response makes it the global Response (src/worker/main.ts). After @hono/node-server's
+// src/response.ts.
 
 const NativeResponse = globalThis.Response;
 type HeadersInit = ConstructorParameters<typeof Headers>[0];
@@ -30,7 +31,9 @@ interface Light {
 }
 
 function plainHeaders(headers: unknown): headers is HeadersInit | undefined {
-  return headers === undefined || headers instanceof Headers || Array.isArray(headers) || Object.getPrototypeOf(headers) === Object.prototype;
+  if (headers === undefined) return true;
+  if (typeof headers !== 'object' || headers === null) return false;
+  return headers instanceof Headers || Array.isArray(headers) || Object.getPrototypeOf(headers) === Object.prototype;
 }
 
 function lightInit(body: unknown, init: ResponseInit | undefined): LightParts | undefined {

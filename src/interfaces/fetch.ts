@@ -23,7 +23,7 @@ const kSource = Symbol('uwsgi.exchange');
 /**
  * The Request apps get: a real WHATWG Request (so `new Request(request)`, `fetch(request)` and `clone()` work),
  * constructed without a `signal` in its init. A Request given a signal makes one of its own that follows it
- * (a listener, a WeakRef and a FinalizationRegistry entry): 11 us of the 16 us a Request cost, Node 24
+ * (a listener, a WeakRef and a FinalizationRegistry entry): 11 µs of the 16 µs a Request cost, Node 24
  * (bench/README.md, "Fetch adapter"). Its `signal` is the exchange's own, made only when read, aborted when the
  * peer goes away. Copies (`new Request(request)`, `clone()`) get a signal of their own that does not follow.
  */

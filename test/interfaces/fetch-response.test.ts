@@ -50,6 +50,8 @@ describe('Response (light)', () => {
     expect(() => new Response('x', { status: 600 })).toThrow(RangeError);
     expect(() => new Response('x', { status: 204 })).toThrow(TypeError);
     expect(() => new Response('x', { statusText: 'bad\nline' })).toThrow(TypeError);
+    expect(() => new Response('x', { headers: null as unknown as Record<string, string> })).toThrow(TypeError);
+    expect(() => new Response('x', { headers: 'a: 1' as unknown as Record<string, string> })).toThrow(TypeError);
     expect(() => new Response('x', { headers: { 'bad name': '1' } as Record<string, string> })).not.toThrow();
     // @ts-expect-error: called without new
     expect(() => Response('x')).toThrow(TypeError);
