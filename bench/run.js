@@ -76,6 +76,7 @@ export const TARGETS = [
   nodeUwsgi('wsgi', 'node-uwsgi wsgi', 'examples/hello-wsgi.js', ACCEPT_JS),
   nodeUwsgi('node', 'node-uwsgi node', 'examples/hello-node.js', ACCEPT_JS),
   nodeUwsgi('fetch', 'node-uwsgi fetch', 'examples/hello-fetch.js', ACCEPT_JS),
+  nodeUwsgi('fetch-response', 'fetch, its Response', 'examples/hello-fetch-response.js', ACCEPT_JS, { extra: true }),
   { key: 'node-http', label: 'node:http proxy_pass', upstream: 'http', argv: (sock) => ['bench/node-http.js', sock] },
   nodeUwsgi('wsgi-1w', 'wsgi --workers 1', 'examples/hello-wsgi.js', [...ACCEPT_JS, '--workers', '1'], { extra: true }),
   nodeUwsgi('wsgi-2w', 'wsgi --workers 2', 'examples/hello-wsgi.js', [...ACCEPT_JS, '--workers', '2'], { nginxWorkers: 2, extra: true }),

@@ -4,6 +4,7 @@ export { fetchApp, node, wsgi, loadApp, parseAppSpec, type LoadedApp, type Inter
 export { validator } from './interfaces/validate.js';
 export type { Environ, StartResponse, WsgiApp, WsgiBody, WsgiWrite } from './interfaces/wsgi.js';
 export type { FetchApp } from './interfaces/fetch.js';
+export { Response } from './interfaces/fetch-response.js';
 export type { NodeHandler } from './interfaces/node.js';
 export { createHandler } from './handler.js';
 export { createServer } from './server/server.js';

@@ -24,6 +24,7 @@ export interface Options {
   chmodSocket: number | undefined;
   backlog: number | undefined;
   interface: InterfaceName;
+  ownResponse: boolean;
   logLevel: LogLevel;
   accessLog: boolean;
   maxVarsSize: number;
@@ -105,6 +106,13 @@ export const OPTIONS = [
     help: 'the app interface: auto (detect), wsgi, node or fetch',
     default: 'auto',
     parse: (raw) => oneOf('--interface', raw, INTERFACES),
+  }),
+  option<'ownResponse'>({
+    name: 'ownResponse',
+    flag: 'own-response',
+    help: "fetch apps: the global Response is node-uwsgi's own, written without a stream (replaces globalThis.Response)",
+    default: false,
+    parse: () => true,
   }),
   option<'logLevel'>({
     name: 'logLevel',

@@ -12,6 +12,7 @@ const EXPECTED: Record<string, string> = {
   'hello-cjs.cjs': 'wsgi',
   'hello-node.js': 'node',
   'hello-fetch.js': 'fetch',
+  'hello-fetch-response.js': 'fetch',
   'express-app.js': 'node',
   'koa-app.js': 'node',
   'fastify-app.js': 'node',

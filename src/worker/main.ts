@@ -14,6 +14,7 @@ import { createServer, type UwsgiServer } from '../server/server.js';
 import { createHttpListener, type HttpListener } from '../server/http.js';
 import { InflightTable } from './inflight.js';
 import { installListenGuard } from './listen-guard.js';
+import { Response as OwnResponse } from '../interfaces/fetch-response.js';
 import { RssWatch, watchRss } from './rss.js';
 import { FdPressure, MemoryReader, fileLimit } from './resources.js';
 import { workerStats } from '../ops/stats.js';
@@ -68,6 +69,8 @@ async function main(): Promise<void> {
   const listenGuard = installListenGuard((asked) =>
     log.warn({ code: 'ERR_APP_LISTEN', address: asked.label }, 'the app called listen(): nothing was opened, node-uwsgi serves the app on its own sockets'),
   );
+  // --own-response, before the app is imported: a mode that exists for this patch of the platform alone.
+  if (options.ownResponse) globalThis.Response = OwnResponse;
   try {
     loaded = await loadApp(config.spec, { cwd: config.cwd, interface: options.interface, appListens: listenGuard.asked });
     const handler = createHandler(loaded);

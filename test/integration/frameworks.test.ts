@@ -18,6 +18,8 @@ interface Framework {
   interface: 'node' | 'fetch';
   /** What GET /info should answer, given nginx's port. */
   info(port: number): Record<string, unknown>;
+  /** Extra command-line arguments. */
+  args?: string[];
 }
 
 const FRAMEWORKS: Framework[] = [
@@ -70,12 +72,24 @@ const FRAMEWORKS: Framework[] = [
       host: `127.0.0.1:${port}`,
     }),
   },
+  {
+    name: 'Hono 4 --own-response',
+    app: 'hono-app.mjs',
+    args: ['--own-response'],
+    interface: 'fetch',
+    info: (port) => ({
+      url: `http://127.0.0.1:${port}/info${QUERY}`,
+      protocol: 'http',
+      query: { a: ['1'], b: ['two', 'three'] },
+      host: `127.0.0.1:${port}`,
+    }),
+  },
 ];
 
 describe.each(FRAMEWORKS)('$name through nginx', (framework) => {
   let stack: Stack;
   beforeAll(async () => {
-    stack = await startStack({ app: framework.app });
+    stack = await startStack({ app: framework.app, args: framework.args });
   });
   afterAll(async () => {
     await stack?.stop();
@@ -85,6 +99,13 @@ describe.each(FRAMEWORKS)('$name through nginx', (framework) => {
     const ready = await stack.server.waitForLog((line) => line.msg === 'ready');
     expect(ready.interface).toBe(framework.interface);
   });
+
+  if (framework.interface === 'fetch') {
+    it("builds the global Response, or node-uwsgi's own with --own-response", async () => {
+      const res = await httpRequest(stack.url('/own'));
+      expect(JSON.parse(res.body.toString('utf8'))).toEqual({ own: framework.args?.includes('--own-response') ?? false });
+    });
+  }
 
   it('sees the client address, the http scheme, the Host with its port and the parsed query', async () => {
     const res = await httpRequest(stack.url(`/info${QUERY}`));

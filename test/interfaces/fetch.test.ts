@@ -5,6 +5,7 @@ import net from 'node:net';
 import { Hono } from 'hono';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createFetchHandler, type FetchApp } from '../../src/interfaces/fetch.js';
+import { lightParts, Response as LightResponse } from '../../src/interfaces/fetch-response.js';
 import { encodeRequest } from '../../src/protocol/encoder.js';
 import { nginxVars, startTestServer, type TestServer } from '../helpers/serve.js';
 
@@ -68,6 +69,57 @@ describe('fetch interface', () => {
     const res = await server!.request(vars);
     expect(res.status).toBe(204);
     expect(url).toBe('http://internal:8080/n');
+  });
+
+  it('hands the app a real Request: new Request(request) copies method, URL, headers and body', async () => {
+    // The Request is made without a signal in its init (the cost of one); a copy is what fetch(request) and
+    // proxies make, and it reads the Request's internal state, not its getters.
+    let seen: Record<string, unknown> = {};
+    await serve(async (request) => {
+      const copy = new Request(request);
+      seen = {
+        real: request instanceof Request,
+        name: request.constructor.name,
+        aborted: request.signal.aborted,
+        url: copy.url,
+        method: copy.method,
+        trace: copy.headers.get('x-trace'),
+        body: await copy.text(),
+        used: request.bodyUsed,
+      };
+      return new Response('ok');
+    });
+    const body = Buffer.from('{"a":1}');
+    const res = await server!.request(
+      nginxVars({ REQUEST_METHOD: 'PUT', REQUEST_URI: '/p?x=1', CONTENT_LENGTH: String(body.length) }, ['HTTP_X_TRACE', 't2']),
+      body,
+    );
+    expect(res.status).toBe(200);
+    expect(seen).toEqual({
+      real: true,
+      name: 'Request',
+      aborted: false,
+      url: 'http://example.test/p?x=1',
+      method: 'PUT',
+      trace: 't2',
+      body: '{"a":1}',
+      used: true,
+    });
+  });
+
+  it('keeps the URL parser as the judge of odd targets: dot segments resolved, a bad port is a 400', async () => {
+    const urls: string[] = [];
+    await serve((request) => {
+      urls.push(request.url);
+      return new Response('ok');
+    });
+    const dots = await server!.request(nginxVars({ REQUEST_URI: '/a/./b/../c?q=%20' }));
+    expect(dots.status).toBe(200);
+    expect(urls).toEqual(['http://example.test/a/c?q=%20']);
+    const badPort = await server!.request(nginxVars({ HTTP_HOST: 'example.test:99999' }));
+    expect(badPort.status).toBe(400);
+    expect(server!.records.find((r) => r.code === 'ERR_UWSGI_BAD_TARGET')).toBeDefined();
+    expect(urls).toHaveLength(1);
   });
 
   it('serves a Hono app (an object with fetch) unmodified', async () => {
@@ -157,6 +209,65 @@ describe('fetch interface', () => {
     const res = await server!.request(nginxVars());
     expect(res.status).toBe(500);
     expect(server!.records.find((r) => r.code === code)).toBeDefined();
+  });
+
+  describe("node-uwsgi's own Response", () => {
+    it('writes a string body with its headers in one write, the default content type, no Transfer-Encoding', async () => {
+      let sent: Response | undefined;
+      await serve(() => (sent = new LightResponse('héllo', { status: 201, statusText: 'Made', headers: { 'X-A': '1', 'Set-Cookie': 'a=1' } })));
+      const res = await server!.request(nginxVars());
+      // Written from its parts: no real Response (and no stream) was made for it.
+      expect(lightParts(sent!)).toMatchObject({ body: 'héllo' });
+      expect(res.statusLine).toBe('HTTP/1.1 201 Made');
+      expect(res.body.toString()).toBe('héllo');
+      expect(res.header('x-a')).toBe('1');
+      expect(res.header('content-type')).toBe('text/plain;charset=UTF-8');
+      expect(res.header('transfer-encoding')).toBeUndefined();
+    });
+
+    it('sends pairs and Headers as they are (each Set-Cookie on its own line), bytes as bytes, no body for HEAD', async () => {
+      const headers = new Headers([['content-type', 'application/octet-stream']]);
+      headers.append('set-cookie', 'h=1');
+      headers.append('set-cookie', 'h=2');
+      await serve((request) =>
+        request.url.endsWith('/pairs')
+          ? new LightResponse('p', { headers: [['Set-Cookie', 'a=1; Expires=Wed, 21 Oct 2037 07:28:00 GMT'], ['Set-Cookie', 'b=2'], ['Content-Type', 'text/x']] })
+          : new LightResponse(new Uint8Array([0, 255, 1]), { headers }),
+      );
+      const pairs = await server!.request(nginxVars({ REQUEST_URI: '/pairs' }));
+      expect(pairs.headers.filter(([name]) => name.toLowerCase() === 'set-cookie').map(([, v]) => v)).toEqual([
+        'a=1; Expires=Wed, 21 Oct 2037 07:28:00 GMT',
+        'b=2',
+      ]);
+      expect(pairs.header('content-type')).toBe('text/x');
+      const bytes = await server!.request(nginxVars({ REQUEST_URI: '/bytes' }));
+      expect([...bytes.body]).toEqual([0, 255, 1]);
+      expect(bytes.headers.filter(([name]) => name === 'set-cookie').map(([, v]) => v)).toEqual(['h=1', 'h=2']);
+      const head = await server!.request(nginxVars({ REQUEST_METHOD: 'HEAD', REQUEST_URI: '/bytes' }));
+      expect(head.status).toBe(200);
+      expect(head.body.length).toBe(0);
+    });
+
+    it('sends headers the app changed after construction, and a body the app read through the real Response', async () => {
+      await serve(async (request) => {
+        const res = new LightResponse('changed');
+        res.headers.set('x-late', 'yes');
+        if (request.url.endsWith('/read')) expect(await res.clone().text()).toBe('changed');
+        return res;
+      });
+      for (const uri of ['/', '/read']) {
+        const res = await server!.request(nginxVars({ REQUEST_URI: uri }));
+        expect(res.header('x-late')).toBe('yes');
+        expect(res.body.toString()).toBe('changed');
+      }
+    });
+
+    it('answers 500 ERR_APP_BAD_HEADER for a header name the Headers class would have refused', async () => {
+      await serve(() => new LightResponse('x', { headers: { 'bad name': '1' } }));
+      const res = await server!.request(nginxVars());
+      expect(res.status).toBe(500);
+      expect(server!.records.find((r) => r.code === 'ERR_APP_BAD_HEADER')).toBeDefined();
+    });
   });
 
   it('answers 400 ERR_UWSGI_BAD_TARGET when Host and target make no URL', async () => {
