@@ -15,9 +15,11 @@ import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import { formatSocketAddress, type Options } from '../options.js';
+import { unlinkSync } from 'node:fs';
+import { formatSocketAddress, type Options, type SocketAddress } from '../options.js';
 import { requireAllowList } from '../server/allow.js';
-import { prepareAddress, setSocketMode } from '../server/listen.js';
+import { effectiveBacklog, prepareAddress, setSocketMode } from '../server/listen.js';
+import { bindUnix, chooseAccept } from '../server/native.js';
 import { WORKER_CONFIG_ENV, heartbeatInterval, isWorkerMessage, type MasterMessage, type ReadyInfo, type WorkerConfig } from './messages.js';
 import { Policy, type Action, type PolicyEvent } from './policy.js';
 import { MAX_DIRECTORIES, watchRoot, watchTree, type TreeWatcher } from './watch.js';
@@ -58,6 +60,9 @@ export async function runMaster(config: MasterConfig): Promise<number> {
   requireAllowListForFds(options.socket, options.allowFrom);
   for (const address of options.socket) await prepareAddress(address);
   for (const address of options.http ?? []) await prepareAddress(address);
+  // --accept: with the native addon the master binds the uwsgi Unix sockets itself (it accepts nothing) and every
+  // worker inherits them and accepts on them natively (server/native.ts).
+  const native = bindNative(options, log);
 
   cluster.schedulingPolicy = process.env.NODE_UWSGI_SCHED === 'rr' ? cluster.SCHED_RR : cluster.SCHED_NONE;
   cluster.setupPrimary({
@@ -69,7 +74,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
     // during a worker's boot cannot open a debugger in a process that serves requests.
     execArgv: process.allowedNodeEnvironmentFlags.has('--disable-sigusr1') ? [...process.execArgv, '--disable-sigusr1'] : process.execArgv,
     // Inherited fds (socket activation, fd://N) go to each worker at their own numbers: ops/activation.ts.
-    stdio: workerStdio(options.socket),
+    stdio: workerStdio(native.sockets),
   });
 
   const heartbeatMs = heartbeatInterval(options.harakiri * 1000);
@@ -113,7 +118,8 @@ export async function runMaster(config: MasterConfig): Promise<number> {
         const workerConfig: WorkerConfig = {
           spec: config.spec,
           cwd: config.cwd,
-          options,
+          options: { ...options, socket: native.sockets },
+          nativeFds: native.fds,
           id: action.id,
           generation: action.generation,
           workers,
@@ -195,6 +201,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
         for (const signal of SIGNALS) process.off(signal, onSignal);
         process.off('SIGUSR1', onReopen);
         changes?.close();
+        native.unlink();
         if (action.code !== 0 && bootError !== undefined) {
           process.stderr.write(`node-uwsgi: ${bootError.message}\n${bootError.at.map((line) => `    ${line}\n`).join('')}`);
         }
@@ -260,4 +267,37 @@ export async function runMaster(config: MasterConfig): Promise<number> {
   log.debug({ workers, scheduling: cluster.schedulingPolicy === cluster.SCHED_RR ? 'round-robin' : 'shared handle' }, 'starting workers');
   dispatch({ type: 'start' });
   return exited;
+}
+
+/** The master's part of --accept: binds the uwsgi Unix sockets (native accept) and says once which accept path
+ * runs. `sockets`: what the workers listen on (a bound Unix socket becomes its inherited fd); `fds`: those fds. */
+function bindNative(options: Options, log: Logger): { sockets: SocketAddress[]; fds: number[]; unlink(): void } {
+  const choice = chooseAccept(options.accept);
+  const addon = choice.addon;
+  const fds: number[] = [];
+  const paths: string[] = [];
+  const sockets = options.socket.map((address): SocketAddress => {
+    if (addon === undefined || address.kind !== 'unix') return address;
+    const fd = bindUnix(addon, address, effectiveBacklog(options.backlog));
+    setSocketMode(address.path, options.chmodSocket);
+    fds.push(fd);
+    paths.push(address.path);
+    return { kind: 'fd', fd };
+  });
+  if (addon === undefined) log.info({ reason: choice.reason }, 'accept: js');
+  else if (fds.length === 0) log.info({ reason: 'no Unix uwsgi socket (native accept serves Unix sockets only yet)' }, 'accept: js');
+  else log.info({ sockets: paths.length }, 'accept: native');
+  return {
+    sockets,
+    fds,
+    unlink() {
+      for (const path of paths) {
+        try {
+          unlinkSync(path);
+        } catch {
+          // Already gone.
+        }
+      }
+    },
+  };
 }
