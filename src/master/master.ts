@@ -15,7 +15,7 @@ import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import { unlinkSync } from 'node:fs';
+import { closeSync, unlinkSync } from 'node:fs';
 import { formatSocketAddress, type Options, type SocketAddress } from '../options.js';
 import { requireAllowList } from '../server/allow.js';
 import { effectiveBacklog, prepareAddress, setSocketMode } from '../server/listen.js';
@@ -193,6 +193,8 @@ export async function runMaster(config: MasterConfig): Promise<number> {
         break;
       case 'stopping':
         stats.stopping = true;
+        // New connections are refused at once (the draining workers still serve what they accepted).
+        native.unlink();
         break;
       case 'exit':
         clearInterval(tick);
@@ -289,9 +291,11 @@ function bindNative(options: Options, log: Logger): { sockets: SocketAddress[]; 
   else log.info({ sockets: paths.length }, 'accept: native');
   return {
     sockets,
-    fds,
+    fds: [...fds],
+    /** Stops listening (the master's copies of the fds) and removes the socket files. */
     unlink() {
-      for (const path of paths) {
+      for (const fd of fds.splice(0)) closeSync(fd);
+      for (const path of paths.splice(0)) {
         try {
           unlinkSync(path);
         } catch {

@@ -210,7 +210,6 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext, initial
     };
     socket.on('data', onData);
     const preRead = initial?.length ?? 0;
-    if (preRead > 0) onData(initial!);
 
     socket.on('end', () => {
       // A rejected packet was answered and logged once; the peer's close after it is no second incident.
@@ -374,6 +373,9 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext, initial
         socket.end();
       }
     }
+
+    // Bytes read before the socket was made (the native accept path's hand-over), once everything is set up.
+    if (preRead > 0) onData(initial!);
   });
 }
 

@@ -4,6 +4,7 @@
 // written in one write by C, which closes the connection. Everything else (a body, an Upgrade, the node
 // interface, a partial or malformed head, a response too big for one write) becomes a net.Socket on the fd and
 // goes on through handleConnection, today's JavaScript path, with the bytes already read.
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import net, { type Socket } from 'node:net';
 import { Readable } from 'node:stream';
@@ -33,7 +34,10 @@ export function loadNative(): NativeLoad {
   if (loaded !== undefined) return loaded;
   if (process.platform !== 'linux') return (loaded = { reason: `no native accept on ${process.platform} yet` });
   try {
-    loaded = { addon: createRequire(import.meta.url)('../native/accept.node') as NativeAddon };
+    const require = createRequire(import.meta.url);
+    // dist/native/accept.node beside dist/server/native.js; from src (the tests) the built one under dist.
+    const file = ['../native/accept.node', '../../dist/native/accept.node'].find((f) => existsSync(new URL(f, import.meta.url)));
+    loaded = { addon: require(file ?? '../native/accept.node') as NativeAddon };
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     loaded = {
