@@ -287,8 +287,8 @@ function bindNative(options: Options, log: Logger): { sockets: SocketAddress[]; 
     return { kind: 'fd', fd };
   });
   if (addon === undefined) log.info({ reason: choice.reason }, 'accept: js');
-  else if (fds.length === 0) log.info({ reason: 'no Unix uwsgi socket (native accept serves Unix sockets only yet)' }, 'accept: js');
-  else log.info({ sockets: paths.length }, 'accept: native');
+  else if (fds.length === 0) log.info({ reason: 'no Unix uwsgi socket: native accept serves Unix sockets only yet' }, 'accept: js');
+  else log.info({ sockets: paths.length, js: options.socket.filter((a) => a.kind !== 'unix').map(formatSocketAddress) }, 'accept: native');
   return {
     sockets,
     fds: [...fds],

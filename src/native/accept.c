@@ -46,6 +46,7 @@ typedef struct conn {
 static char rbuf[READ_SIZE];
 static conn_t **conns; // by fd: watched connections
 static int nconns;
+static int reserve_fd = -1; // kept free for EMFILE (on_listen_event)
 static int pending_fd = -1; // the fd whose request callback is running
 static int pending_done;    // set by respond/release/close during that callback
 
@@ -171,9 +172,18 @@ static void on_listen_event(uv_poll_t *p, int status, int events) {
     if (fd >= 0) { serve(l, fd); continue; }
     int err = errno;
     if (err == EAGAIN || err == EINTR || err == ECONNABORTED) return;
-    // EMFILE, ENFILE, ENOBUFS...: the listener is level-triggered, so it pauses instead of spinning.
-    uv_poll_stop(&l->poll);
-    uv_timer_start(&l->retry, on_retry, 100, 0);
+    if ((err == EMFILE || err == ENFILE) && reserve_fd >= 0) {
+      // libuv's uv__emfile_trick: with the reserve descriptor freed, the queued connections are accepted and
+      // closed unserved (nginx answers 502 at once instead of waiting on a backlog nobody takes from).
+      close(reserve_fd);
+      int q;
+      while ((q = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC)) >= 0) close(q);
+      reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    } else {
+      // No reserve, or another error (ENOBUFS...): the listener is level-triggered, so it pauses instead of spinning.
+      uv_poll_stop(&l->poll);
+      uv_timer_start(&l->retry, on_retry, 100, 0);
+    }
     napi_handle_scope scope;
     napi_open_handle_scope(l->env, &scope);
     napi_value arg = int_value(l->env, err);
@@ -204,6 +214,7 @@ static napi_value Listen(napi_env env, napi_callback_info info) {
   }
   int flags = fcntl(fd, F_GETFL);
   if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) { throw_errno(env, "listen", errno); return NULL; }
+  if (reserve_fd < 0) reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
   listener_t *l = calloc(1, sizeof *l);
   if (l == NULL) { throw_errno(env, "listen", ENOMEM); return NULL; }
   uv_loop_t *loop;

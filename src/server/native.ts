@@ -158,6 +158,7 @@ function acceptError(errno: number): NodeJS.ErrnoException {
   const err = new Error(`accept failed: ${code}`) as NodeJS.ErrnoException;
   err.code = code;
   err.errno = errno;
+  err.syscall = 'accept';
   return err;
 }
 
