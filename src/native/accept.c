@@ -240,28 +240,21 @@ static napi_value Listen(napi_env env, napi_callback_info info) {
   return ext;
 }
 
-static void listener_closed(uv_handle_t *h) {
-  listener_t *l = h->data;
-  if (--l->closing == 1) free(l); // both handles closed (closing started at 3)
-}
-
-/** stop(listener): stops accepting and closes the listening fd (this process's copy). */
+/** stop(listener): stops accepting and closes the listening fd (this process's copy). The listener's callbacks
+ * stay: the requests it started still hear of their peers' hang-ups while they finish (a draining worker); its
+ * few bytes are not freed (a worker stops its listeners once, on its way out). */
 static napi_value Stop(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value a[1];
   listener_t *l = NULL;
   napi_get_cb_info(env, info, &argc, a, NULL, NULL);
   if (argc < 1 || napi_get_value_external(env, a[0], (void **)&l) != napi_ok || l == NULL || l->closing) return undefined_value(env);
-  l->closing = 3;
-  napi_delete_reference(env, l->on_request);
-  napi_delete_reference(env, l->on_abort);
-  napi_delete_reference(env, l->on_error);
-  napi_async_destroy(env, l->actx);
+  l->closing = 1;
+  uv_timer_stop(&l->retry);
   uv_poll_stop(&l->poll);
   close(l->fd);
-  l->poll.data = l;
-  uv_close((uv_handle_t *)&l->poll, listener_closed);
-  uv_close((uv_handle_t *)&l->retry, listener_closed);
+  uv_close((uv_handle_t *)&l->poll, NULL);
+  uv_close((uv_handle_t *)&l->retry, NULL);
   return undefined_value(env);
 }
 
@@ -287,7 +280,7 @@ static napi_value Respond(napi_env env, napi_callback_info info) {
   }
   settle(fd);
   ssize_t n;
-  do n = write(fd, p, len); while (n < 0 && errno == EINTR);
+  do n = send(fd, p, len, MSG_NOSIGNAL); while (n < 0 && errno == EINTR);
   if (n < 0 && errno == EAGAIN) n = 0;
   if (n < 0) { int err = errno; close(fd); return int_value(env, -err); }
   if ((size_t)n == len) close(fd);
