@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -33,6 +34,9 @@ typedef struct listener {
   napi_ref on_abort;   // (fd) => void: the peer hung up while the app runs
   napi_ref on_error;   // (errno) => void: accept failed
   napi_async_context actx;
+  uv_timer_t sweep; // hands connections still waiting for a first byte to JavaScript (its --header-timeout)
+  uint64_t ticks;
+  int waiting;
 } listener_t;
 
 // A connection JavaScript holds after its request callback returned without an answer: watched for the peer's
@@ -41,6 +45,8 @@ typedef struct conn {
   uv_poll_t poll;
   listener_t *l;
   int fd;
+  int waiting;   // accepted before a byte arrived: C waits for the head (JavaScript has not seen the fd)
+  uint64_t tick; // when it started waiting (the listener's sweep count)
 } conn_t;
 
 static char rbuf[READ_SIZE];
@@ -87,8 +93,30 @@ static void unwatch(int fd) {
   uv_close((uv_handle_t *)&c->poll, free_handle);
 }
 
+static void dispatch(listener_t *l, int fd, ssize_t got);
+
+static void stop_waiting(conn_t *c) {
+  if (!c->waiting) return;
+  c->waiting = 0;
+  if (--c->l->waiting == 0) uv_timer_stop(&c->l->sweep);
+}
+
 static void on_conn_event(uv_poll_t *p, int status, int events) {
   conn_t *c = (conn_t *)p;
+  if (c->waiting) {
+    int fd = c->fd;
+    listener_t *l = c->l;
+    ssize_t got = -1;
+    if (status == 0) {
+      do got = read(fd, rbuf, sizeof rbuf); while (got < 0 && errno == EINTR);
+      if (got < 0 && errno == EAGAIN) return;
+    }
+    stop_waiting(c);
+    unwatch(fd);
+    if (got <= 0) close(fd); // gone before a byte: nothing to answer
+    else dispatch(l, fd, got);
+    return;
+  }
   if (status == 0 && (events & UV_READABLE) && !(events & UV_DISCONNECT)) {
     // Bytes after a complete body-less request: read and dropped (nginx sends none); EOF means the peer left.
     ssize_t n = read(c->fd, rbuf, sizeof rbuf);
@@ -121,6 +149,8 @@ static int watch(listener_t *l, int fd) {
   napi_get_uv_event_loop(l->env, &loop);
   c->l = l;
   c->fd = fd;
+  c->waiting = 0;
+  c->tick = l->ticks;
   int r = uv_poll_init(loop, &c->poll, fd);
   if (r == 0) r = uv_poll_start(&c->poll, UV_READABLE | UV_DISCONNECT, on_conn_event);
   if (r != 0) {
@@ -132,13 +162,36 @@ static int watch(listener_t *l, int fd) {
   return 0;
 }
 
-/** One accepted connection: one read; a whole head goes to JavaScript as a request, anything else (a partial
- * head, nothing yet) goes to JavaScript to take over, which has the header timeout and the error answers. */
+static void on_sweep(uv_timer_t *t) {
+  listener_t *l = t->data;
+  uint64_t now = ++l->ticks;
+  for (int fd = 0; fd < nconns && l->waiting > 0; fd++) {
+    conn_t *c = conns[fd];
+    if (c == NULL || c->l != l || !c->waiting || now - c->tick < 2) continue;
+    stop_waiting(c);
+    unwatch(fd);
+    dispatch(l, fd, 0); // JavaScript takes it over, and times the head out
+  }
+}
+
+/** One accepted connection: one read. A whole head goes to JavaScript as a request; a partial one goes to
+ * JavaScript to take over (it has the header timeout and the error answers); nothing yet, and C waits for the
+ * first bytes, for 1 to 2 s, before JavaScript takes it over. */
 static void serve(listener_t *l, int fd) {
   ssize_t got;
   do got = read(fd, rbuf, sizeof rbuf); while (got < 0 && errno == EINTR);
   if (got == 0 || (got < 0 && errno != EAGAIN)) { close(fd); return; } // gone before a byte: nothing to answer
-  if (got < 0) got = 0;
+  if (got < 0) {
+    if (watch(l, fd) != 0) { dispatch(l, fd, 0); return; }
+    conns[fd]->waiting = 1;
+    if (l->waiting++ == 0) uv_timer_start(&l->sweep, on_sweep, 1000, 1000);
+    return;
+  }
+  dispatch(l, fd, got);
+}
+
+/** Hands JavaScript the `got` bytes in rbuf read from `fd`: a request if the head is whole, else a hand-over. */
+static void dispatch(listener_t *l, int fd, ssize_t got) {
   int complete = got >= 4 && (size_t)got >= 4 + ((unsigned char)rbuf[1] | ((size_t)(unsigned char)rbuf[2] << 8));
   napi_env env = l->env;
   napi_handle_scope scope;
@@ -229,6 +282,9 @@ static napi_value Listen(napi_env env, napi_callback_info info) {
   napi_async_init(env, NULL, name, &l->actx);
   uv_timer_init(loop, &l->retry);
   l->retry.data = l;
+  uv_timer_init(loop, &l->sweep);
+  l->sweep.data = l;
+  uv_unref((uv_handle_t *)&l->sweep);
   int r = uv_poll_init(loop, &l->poll, fd);
   if (r == 0) r = uv_poll_start(&l->poll, UV_READABLE, on_listen_event);
   if (r != 0) {
@@ -252,9 +308,19 @@ static napi_value Stop(napi_env env, napi_callback_info info) {
   l->closing = 1;
   uv_timer_stop(&l->retry);
   uv_poll_stop(&l->poll);
+  // Connections still waiting for their first bytes: closed unserved (nothing of them reached JavaScript).
+  for (int fd = 0; fd < nconns && l->waiting > 0; fd++) {
+    conn_t *c = conns[fd];
+    if (c == NULL || c->l != l || !c->waiting) continue;
+    stop_waiting(c);
+    unwatch(fd);
+    close(fd);
+  }
+  uv_timer_stop(&l->sweep);
   close(l->fd);
   uv_close((uv_handle_t *)&l->poll, NULL);
   uv_close((uv_handle_t *)&l->retry, NULL);
+  uv_close((uv_handle_t *)&l->sweep, NULL);
   return undefined_value(env);
 }
 
