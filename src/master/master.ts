@@ -174,6 +174,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
         break;
       case 'ready':
         if (action.reason === 'boot') {
+          native.announce(app?.interface);
           for (const address of options.socket) log.info({ address: formatSocketAddress(address) }, 'listening');
           for (const address of options.http ?? []) log.info({ address: formatSocketAddress(address), protocol: 'http' }, 'listening');
           log.info(
@@ -273,7 +274,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
 
 /** The master's part of --accept: binds the uwsgi Unix sockets (native accept) and says once which accept path
  * runs. `sockets`: what the workers listen on (a bound Unix socket becomes its inherited fd); `fds`: those fds. */
-function bindNative(options: Options, log: Logger): { sockets: SocketAddress[]; fds: number[]; unlink(): void } {
+function bindNative(options: Options, log: Logger): { sockets: SocketAddress[]; fds: number[]; unlink(): void; announce(appInterface: string | undefined): void } {
   const choice = chooseAccept(options.accept);
   const addon = choice.addon;
   const fds: number[] = [];
@@ -286,10 +287,16 @@ function bindNative(options: Options, log: Logger): { sockets: SocketAddress[]; 
     paths.push(address.path);
     return { kind: 'fd', fd };
   });
-  if (addon === undefined) log.info({ reason: choice.reason }, 'accept: js');
-  else if (fds.length === 0) log.info({ reason: 'no Unix uwsgi socket: native accept serves Unix sockets only yet' }, 'accept: js');
-  else log.info({ sockets: paths.length, js: options.socket.filter((a) => a.kind !== 'unix').map(formatSocketAddress) }, 'accept: native');
   return {
+    /** Said once, when the app is loaded: the node interface writes to its socket, so by default (auto) its
+     * requests are accepted in JavaScript (a hand-over per request costs more than it saves). */
+    announce(appInterface: string | undefined) {
+      if (addon === undefined) log.info({ reason: choice.reason }, 'accept: js');
+      else if (fds.length === 0) log.info({ reason: 'no Unix uwsgi socket: native accept serves Unix sockets only yet' }, 'accept: js');
+      else if (appInterface === 'node' && options.accept === 'auto') {
+        log.info({ reason: 'the node interface writes to its own socket (--accept native forces the native path)' }, 'accept: js');
+      } else log.info({ sockets: paths.length, js: options.socket.filter((a) => a.kind !== 'unix').map(formatSocketAddress) }, 'accept: native');
+    },
     sockets,
     fds: [...fds],
     /** Stops listening (the master's copies of the fds) and removes the socket files. */

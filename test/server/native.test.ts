@@ -36,7 +36,7 @@ const hello = socketless(async (ex) => {
 });
 
 function start(handler: ExchangeHandler, config: Parameters<typeof startTestServer>[1] = {}): Promise<TestServer> {
-  return startTestServer(handler, { ...config, config: { native, ...config.config } });
+  return startTestServer(handler, { ...config, config: { native, nativeForAll: true, ...config.config } });
 }
 
 describe('native accept', () => {
