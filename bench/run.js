@@ -34,6 +34,7 @@ export const TARGETS = [
   // The JavaScript accept path (--accept js; the default is native where the addon loads: README "Native accept").
   { key: 'wsgi-js', label: 'wsgi --accept js', upstream: 'uwsgi', argv: cli('examples/hello-wsgi.js', '--accept', 'js'), extra: true },
   { key: 'node-js', label: 'node --accept js', upstream: 'uwsgi', argv: cli('examples/hello-node.js', '--accept', 'js'), extra: true },
+  { key: 'node-native', label: 'node --accept native', upstream: 'uwsgi', argv: cli('examples/hello-node.js', '--accept', 'native'), extra: true },
   { key: 'fetch-js', label: 'fetch --accept js', upstream: 'uwsgi', argv: cli('examples/hello-fetch.js', '--accept', 'js'), extra: true },
   { key: 'node-http', label: 'node:http proxy_pass', upstream: 'http', argv: (sock) => ['bench/node-http.js', sock] },
   { key: 'wsgi-1w', label: 'wsgi --workers 1', upstream: 'uwsgi', argv: cli('examples/hello-wsgi.js', '--workers', '1'), extra: true },
