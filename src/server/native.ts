@@ -96,7 +96,15 @@ export class NativeListener {
     this.socketless = socketlessHandlers.has(ctx.handler);
     this.handle = addon.listen(
       fd,
-      (conn, bytes, complete) => this.onRequest(conn, bytes, complete),
+      (conn, bytes, complete) => {
+        try {
+          this.onRequest(conn, bytes, complete);
+        } catch (err) {
+          // A bug of this file, not the app's (run() catches the app's): the connection must not be left open.
+          ctx.log.error({ err }, 'native accept: request not started');
+          if (this.byFd[conn] === undefined) addon.close(conn);
+        }
+      },
       (conn) => this.byFd[conn]?.peerClosed(),
       (errno) => onAcceptError(acceptError(errno)),
     );
