@@ -19,7 +19,7 @@ import { closeSync, unlinkSync } from 'node:fs';
 import { formatSocketAddress, type Options, type SocketAddress } from '../options.js';
 import { requireAllowList } from '../server/allow.js';
 import { effectiveBacklog, prepareAddress, setSocketMode } from '../server/listen.js';
-import { bindUnix, chooseAccept } from '../server/native.js';
+import { bindSocket, chooseAccept } from '../server/native.js';
 import { WORKER_CONFIG_ENV, heartbeatInterval, isWorkerMessage, type MasterMessage, type ReadyInfo, type WorkerConfig } from './messages.js';
 import { Policy, type Action, type PolicyEvent } from './policy.js';
 import { MAX_DIRECTORIES, watchRoot, watchTree, type TreeWatcher } from './watch.js';
@@ -280,11 +280,13 @@ function bindNative(options: Options, log: Logger): { sockets: SocketAddress[]; 
   const fds: number[] = [];
   const paths: string[] = [];
   const sockets = options.socket.map((address): SocketAddress => {
-    if (addon === undefined || address.kind !== 'unix') return address;
-    const fd = bindUnix(addon, address, effectiveBacklog(options.backlog));
-    setSocketMode(address.path, options.chmodSocket);
+    if (addon === undefined || address.kind === 'fd') return address;
+    const fd = bindSocket(addon, address, effectiveBacklog(options.backlog));
     fds.push(fd);
-    paths.push(address.path);
+    if (address.kind === 'unix') {
+      setSocketMode(address.path, options.chmodSocket);
+      paths.push(address.path);
+    }
     return { kind: 'fd', fd };
   });
   return {
@@ -292,10 +294,10 @@ function bindNative(options: Options, log: Logger): { sockets: SocketAddress[]; 
      * requests are accepted in JavaScript (a hand-over per request costs more than it saves). */
     announce(appInterface: string | undefined) {
       if (addon === undefined) log.info({ reason: choice.reason }, 'accept: js');
-      else if (fds.length === 0) log.info({ reason: 'no Unix uwsgi socket: native accept serves Unix sockets only yet' }, 'accept: js');
+      else if (fds.length === 0) log.info({ reason: 'no uwsgi socket the master binds (socket-activated fds are served in JavaScript yet)' }, 'accept: js');
       else if (appInterface === 'node' && options.accept === 'auto') {
         log.info({ reason: 'the node interface writes to its own socket (--accept native forces the native path)' }, 'accept: js');
-      } else log.info({ sockets: paths.length, js: options.socket.filter((a) => a.kind !== 'unix').map(formatSocketAddress) }, 'accept: native');
+      } else log.info({ sockets: fds.length, js: options.socket.filter((a) => a.kind === 'fd').map(formatSocketAddress) }, 'accept: native');
     },
     sockets,
     fds: [...fds],

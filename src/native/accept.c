@@ -19,6 +19,10 @@
 #include <unistd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
 
 #define MAX_HEAD (4 + 65535)
 #define READ_SIZE (MAX_HEAD + 16384)
@@ -47,6 +51,7 @@ typedef struct conn {
   int fd;
   int waiting;   // accepted before a byte arrived: C waits for the head (JavaScript has not seen the fd)
   uint64_t tick; // when it started waiting (the listener's sweep count)
+  char peer[INET6_ADDRSTRLEN]; // a TCP peer's address while waiting ("" for Unix sockets)
 } conn_t;
 
 static char rbuf[READ_SIZE];
@@ -93,7 +98,7 @@ static void unwatch(int fd) {
   uv_close((uv_handle_t *)&c->poll, free_handle);
 }
 
-static void dispatch(listener_t *l, int fd, ssize_t got);
+static void dispatch(listener_t *l, int fd, ssize_t got, const char *peer);
 
 static void stop_waiting(conn_t *c) {
   if (!c->waiting) return;
@@ -111,10 +116,12 @@ static void on_conn_event(uv_poll_t *p, int status, int events) {
       do got = read(fd, rbuf, sizeof rbuf); while (got < 0 && errno == EINTR);
       if (got < 0 && errno == EAGAIN) return;
     }
+    char peer[INET6_ADDRSTRLEN];
+    memcpy(peer, c->peer, sizeof peer);
     stop_waiting(c);
     unwatch(fd);
     if (got <= 0) close(fd); // gone before a byte: nothing to answer
-    else dispatch(l, fd, got);
+    else dispatch(l, fd, got, peer);
     return;
   }
   if (status == 0 && (events & UV_READABLE) && !(events & UV_DISCONNECT)) {
@@ -151,6 +158,7 @@ static int watch(listener_t *l, int fd) {
   c->fd = fd;
   c->waiting = 0;
   c->tick = l->ticks;
+  c->peer[0] = 0;
   int r = uv_poll_init(loop, &c->poll, fd);
   if (r == 0) r = uv_poll_start(&c->poll, UV_READABLE | UV_DISCONNECT, on_conn_event);
   if (r != 0) {
@@ -168,42 +176,48 @@ static void on_sweep(uv_timer_t *t) {
   for (int fd = 0; fd < nconns && l->waiting > 0; fd++) {
     conn_t *c = conns[fd];
     if (c == NULL || c->l != l || !c->waiting || now - c->tick < 2) continue;
+    char peer[INET6_ADDRSTRLEN];
+    memcpy(peer, c->peer, sizeof peer);
     stop_waiting(c);
     unwatch(fd);
-    dispatch(l, fd, 0); // JavaScript takes it over, and times the head out
+    dispatch(l, fd, 0, peer); // JavaScript takes it over, and times the head out
   }
 }
 
 /** One accepted connection: one read. A whole head goes to JavaScript as a request; a partial one goes to
  * JavaScript to take over (it has the header timeout and the error answers); nothing yet, and C waits for the
  * first bytes, for 1 to 2 s, before JavaScript takes it over. */
-static void serve(listener_t *l, int fd) {
+static void serve(listener_t *l, int fd, const char *peer) {
   ssize_t got;
   do got = read(fd, rbuf, sizeof rbuf); while (got < 0 && errno == EINTR);
   if (got == 0 || (got < 0 && errno != EAGAIN)) { close(fd); return; } // gone before a byte: nothing to answer
   if (got < 0) {
-    if (watch(l, fd) != 0) { dispatch(l, fd, 0); return; }
+    if (watch(l, fd) != 0) { dispatch(l, fd, 0, peer); return; }
     conns[fd]->waiting = 1;
+    memcpy(conns[fd]->peer, peer, sizeof conns[fd]->peer);
     if (l->waiting++ == 0) uv_timer_start(&l->sweep, on_sweep, 1000, 1000);
     return;
   }
-  dispatch(l, fd, got);
+  dispatch(l, fd, got, peer);
 }
 
-/** Hands JavaScript the `got` bytes in rbuf read from `fd`: a request if the head is whole, else a hand-over. */
-static void dispatch(listener_t *l, int fd, ssize_t got) {
+/** Hands JavaScript the `got` bytes in rbuf read from `fd`: a request if the head is whole, else a hand-over.
+ * `peer`: a TCP peer's address, for --allow-from ("" for Unix sockets). */
+static void dispatch(listener_t *l, int fd, ssize_t got, const char *peer) {
   int complete = got >= 4 && (size_t)got >= 4 + ((unsigned char)rbuf[1] | ((size_t)(unsigned char)rbuf[2] << 8));
   napi_env env = l->env;
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
-  napi_value argv[3];
+  napi_value argv[4];
   void *data;
   argv[0] = int_value(env, fd);
   if (napi_create_buffer_copy(env, got, rbuf, &data, &argv[1]) != napi_ok) { close(fd); napi_close_handle_scope(env, scope); return; }
   napi_get_boolean(env, complete, &argv[2]);
+  if (peer[0]) napi_create_string_latin1(env, peer, NAPI_AUTO_LENGTH, &argv[3]);
+  else napi_get_undefined(env, &argv[3]);
   pending_fd = fd;
   pending_done = 0;
-  call(l, l->on_request, 3, argv);
+  call(l, l->on_request, 4, argv);
   // Not answered yet (an app that awaits): watch for the peer's hang-up until JavaScript decides.
   if (!pending_done && watch(l, fd) != 0) { /* no watch: the request runs on, without abort on hang-up */ }
   pending_fd = -1;
@@ -221,8 +235,20 @@ static void on_listen_event(uv_poll_t *p, int status, int events) {
   listener_t *l = (listener_t *)p;
   if (status < 0 || l->closing) return;
   for (int i = 0; i < ACCEPT_BATCH && !l->closing; i++) {
-    int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd >= 0) { serve(l, fd); continue; }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      char peer[INET6_ADDRSTRLEN] = "";
+      if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (ss.ss_family == AF_INET) inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, peer, sizeof peer);
+        else inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, peer, sizeof peer);
+      }
+      serve(l, fd, peer);
+      continue;
+    }
     int err = errno;
     if (err == EAGAIN || err == EINTR || err == ECONNABORTED) return;
     if ((err == EMFILE || err == ENFILE) && reserve_fd >= 0) {
@@ -400,9 +426,49 @@ static napi_value BindUnix(napi_env env, napi_callback_info info) {
   return int_value(env, fd);
 }
 
+/** bindTcp(host, port, backlog): a listening TCP socket's fd (the master binds, workers inherit); throws on error. */
+static napi_value BindTcp(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value a[3];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  char host[256];
+  size_t hl = 0;
+  int32_t port = 0, backlog = 0;
+  if (argc != 3 || napi_get_value_string_utf8(env, a[0], host, sizeof host, &hl) != napi_ok ||
+      napi_get_value_int32(env, a[1], &port) != napi_ok || napi_get_value_int32(env, a[2], &backlog) != napi_ok ||
+      port < 0 || port > 65535) {
+    napi_throw_type_error(env, NULL, "bindTcp(host, port, backlog)");
+    return NULL;
+  }
+  char service[8];
+  snprintf(service, sizeof service, "%d", port);
+  struct addrinfo hints, *res = NULL;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  int gai = getaddrinfo(hl ? host : NULL, service, &hints, &res);
+  if (gai != 0 || res == NULL) {
+    napi_throw_error(env, "ENOTFOUND", gai_strerror(gai));
+    return NULL;
+  }
+  int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+      bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, backlog) < 0) {
+    int err = errno;
+    if (fd >= 0) close(fd);
+    freeaddrinfo(res);
+    throw_errno(env, "bind", err);
+    return NULL;
+  }
+  freeaddrinfo(res);
+  return int_value(env, fd);
+}
+
 NAPI_MODULE_INIT() {
   static const struct { const char *name; napi_callback cb; } fns[] = {
-    {"listen", Listen}, {"stop", Stop}, {"respond", Respond}, {"release", Release}, {"close", Close}, {"bindUnix", BindUnix},
+    {"listen", Listen}, {"stop", Stop}, {"respond", Respond}, {"release", Release}, {"close", Close}, {"bindUnix", BindUnix}, {"bindTcp", BindTcp},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value fn;

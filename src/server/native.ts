@@ -9,7 +9,10 @@ import { createRequire } from 'node:module';
 import net, { type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
+import type { BlockList } from 'node:net';
 import { codeOf, statusOf, UwsgiError } from '../errors.js';
+import { formatSocketAddress, type SocketAddress } from '../options.js';
+import { isAllowed } from './allow.js';
 import { socketlessHandlers, type Exchange, type HeaderList, type ResponseSink } from '../exchange.js';
 import { RequestDecoder, type DecoderHandler, type RequestHead } from '../protocol/decoder.js';
 import { getVar } from '../protocol/vars.js';
@@ -17,12 +20,19 @@ import { handleConnection, scanHead, scanned, simpleResponse, type ConnectionCon
 import { bodyAllowed, serializeHead, waitDrain } from './response.js';
 
 export interface NativeAddon {
-  listen(fd: number, onRequest: (fd: number, bytes: Buffer, complete: boolean) => void, onAbort: (fd: number) => void, onError: (errno: number) => void): object;
+  /** onRequest's `peer`: a TCP peer's address (for --allow-from); undefined on Unix sockets. */
+  listen(
+    fd: number,
+    onRequest: (fd: number, bytes: Buffer, complete: boolean, peer: string | undefined) => void,
+    onAbort: (fd: number) => void,
+    onError: (errno: number) => void,
+  ): object;
   stop(listener: object): void;
   respond(fd: number, bytes: Buffer): number;
   release(fd: number): void;
   close(fd: number): void;
   bindUnix(path: string, backlog: number): number;
+  bindTcp(host: string, port: number, backlog: number): number;
 }
 
 export type NativeLoad = { addon: NativeAddon; reason?: undefined } | { addon?: undefined; reason: string };
@@ -55,11 +65,11 @@ export function chooseAccept(mode: 'auto' | 'native' | 'js'): NativeLoad {
   return load;
 }
 
-/** A listening Unix socket bound by the addon (no libuv handle: nobody accepts on it until listen()). */
-export function bindUnix(addon: NativeAddon, address: { path: string }, backlog: number): number {
-  const label = `unix:${address.path}`;
+/** A listening Unix or TCP socket bound by the addon (no libuv handle: nobody accepts on it until listen()). */
+export function bindSocket(addon: NativeAddon, address: SocketAddress & { kind: 'unix' | 'tcp' }, backlog: number): number {
+  const label = formatSocketAddress(address);
   try {
-    return addon.bindUnix(address.path, backlog);
+    return address.kind === 'unix' ? addon.bindUnix(address.path, backlog) : addon.bindTcp(address.host, address.port, backlog);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     throw e.code === 'EADDRINUSE'
@@ -92,12 +102,14 @@ export class NativeListener {
     readonly ctx: ConnectionContext,
     private readonly track: (done: Promise<void>) => void,
     onAcceptError: (err: NodeJS.ErrnoException) => void,
+    private readonly allowList: BlockList | undefined,
   ) {
     this.socketless = socketlessHandlers.has(ctx.handler);
     this.handle = addon.listen(
       fd,
-      (conn, bytes, complete) => {
+      (conn, bytes, complete, peer) => {
         try {
+          if (peer !== undefined && this.allowList !== undefined && !isAllowed(this.allowList, peer)) return this.refuse(conn, peer);
           this.onRequest(conn, bytes, complete);
         } catch (err) {
           // A bug of this file, not the app's (run() catches the app's): the connection must not be left open.
@@ -115,6 +127,13 @@ export class NativeListener {
     this.addon.stop(this.handle);
     if (this.running === 0) return RESOLVED;
     return new Promise((resolve) => (this.idle = resolve));
+  }
+
+  /** --allow-from: a TCP peer it does not list is closed unserved (as allow.ts admitPeer does). */
+  private refuse(fd: number, peer: string): void {
+    const err = new UwsgiError('ERR_PEER_NOT_ALLOWED', { peer });
+    this.ctx.log.warn({ code: err.code, peer }, err.message);
+    this.addon.close(fd);
   }
 
   private onRequest(fd: number, bytes: Buffer, complete: boolean): void {

@@ -8,7 +8,7 @@ import { formatSocketAddress, type SocketAddress } from '../options.js';
 import type { DecoderLimits } from '../protocol/decoder.js';
 import { handleConnection, type RequestTracker } from './connection.js';
 import { effectiveBacklog, listenOn, prepareAddress, setSocketMode } from './listen.js';
-import { bindUnix, NativeListener, type NativeAddon } from './native.js';
+import { bindSocket, NativeListener, type NativeAddon } from './native.js';
 import { admitPeer } from './allow.js';
 import { SendWatch } from './send-watch.js';
 
@@ -90,9 +90,10 @@ export function createServer(config: ServerConfig): UwsgiServer {
   const nativeFd = async (address: SocketAddress): Promise<number | undefined> => {
     if (native === undefined) return undefined;
     if (address.kind === 'fd') return config.nativeFds?.includes(address.fd) ? address.fd : undefined;
-    if (address.kind !== 'unix' || config.shared) return undefined;
+    if (config.shared) return undefined;
+    if (address.kind === 'tcp') return bindSocket(native, address, effectiveBacklog(config.backlog));
     await prepareAddress(address);
-    const fd = bindUnix(native, address, effectiveBacklog(config.backlog));
+    const fd = bindSocket(native, address, effectiveBacklog(config.backlog));
     unixPaths.push(address.path);
     setSocketMode(address.path, config.chmodSocket);
     return fd;
@@ -108,7 +109,7 @@ export function createServer(config: ServerConfig): UwsgiServer {
         for (const address of addresses) {
           const fd = await nativeFd(address);
           if (fd !== undefined) {
-            natives.push(new NativeListener(native!, fd, context, track, onAcceptError));
+            natives.push(new NativeListener(native!, fd, context, track, onAcceptError, allowList));
             config.log[config.shared ? 'debug' : 'info']({ address: formatSocketAddress(address), accept: 'native' }, 'listening');
             continue;
           }

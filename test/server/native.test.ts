@@ -10,7 +10,11 @@ import { socketlessHandlers, type Exchange, type ExchangeHandler } from '../../s
 import { encodeRequest } from '../../src/protocol/encoder.js';
 import { chooseAccept } from '../../src/server/native.js';
 import { useCleanups } from '../helpers/cleanup.js';
-import { nginxVars, parseRawResponse, startTestServer, type TestServer } from '../helpers/serve.js';
+import { memoryLogger, nginxVars, parseRawResponse, startTestServer, type TestServer } from '../helpers/serve.js';
+import { networkInterfaces } from 'node:os';
+import { createServer } from '../../src/server/server.js';
+import { buildAllowList } from '../../src/server/allow.js';
+import { DEFAULT_LIMITS } from '../../src/protocol/decoder.js';
 import { startServer } from '../integration/nginx.js';
 
 const native = chooseAccept('native').addon!;
@@ -34,6 +38,23 @@ const hello = socketless(async (ex) => {
   ex.response.write(`hello ${ex.vars[ex.vars.indexOf('REQUEST_URI') + 1]}`);
   ex.response.end();
 });
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const probe = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as net.AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+function tcpRequest(host: string, port: number): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    const socket = net.connect({ host, port }, () => socket.write(encodeRequest(nginxVars())));
+    socket.on('data', (c) => chunks.push(c)).on('error', () => {}).on('close', () => resolve(Buffer.concat(chunks)));
+  });
+}
 
 function start(handler: ExchangeHandler, config: Parameters<typeof startTestServer>[1] = {}): Promise<TestServer> {
   return startTestServer(handler, { ...config, config: { native, nativeForAll: true, ...config.config } });
@@ -193,6 +214,24 @@ describe('native accept', () => {
     const closing = server.server.close();
     expect((await pending).status).toBe(200);
     await closing;
+  });
+
+  it('TCP: served natively, --allow-from checked on the peer address C read at accept', async () => {
+    const external = Object.values(networkInterfaces())
+      .flat()
+      .find((e) => e?.family === 'IPv4' && !e.internal)?.address;
+    expect(external, 'this test needs a non-loopback IPv4 address').toBeDefined();
+    const port = await freePort();
+    const { log, records } = memoryLogger();
+    const tcp = createServer({ handler: hello, log, limits: DEFAULT_LIMITS, native, allowList: buildAllowList(['198.51.100.0/24']) });
+    await tcp.listen([{ kind: 'tcp', host: '0.0.0.0', port }]);
+    defer(() => tcp.close());
+    sinks.length = 0;
+    const ok = parseRawResponse(await tcpRequest('127.0.0.1', port));
+    expect(ok.body.toString()).toBe('hello /');
+    expect(sinks).toEqual(['NativeResponse']);
+    expect((await tcpRequest(external!, port)).length).toBe(0);
+    expect(records.filter((r) => r.code === 'ERR_PEER_NOT_ALLOWED')).toMatchObject([{ peer: external }]);
   });
 
   it('the CLI says which accept path runs, once, in its start-up log', async () => {
