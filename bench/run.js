@@ -36,10 +36,9 @@ const GOALS = [
   { target: 'fetch', cpu: 1.6 },
 ];
 
-// Arguments for the targets that run today's accept path (JavaScript, net.Socket). When `--accept auto|native|js`
-// lands, this becomes ['--accept', 'js'] and a native target is one more line, e.g.
-//   nodeUwsgi('wsgi-native', 'node-uwsgi wsgi native', 'examples/hello-wsgi.js', ['--accept', 'native']),
-const ACCEPT_JS = [];
+// The default targets run --accept auto (native where the addon loads, for wsgi and fetch apps); the -js ones force
+// the JavaScript accept path (net.Socket), node-native the native one for the node interface.
+const ACCEPT_JS = ['--accept', 'js'];
 const EXTRA_ARGS = (process.env.BENCH_NODE_UWSGI_ARGS ?? '').split(' ').filter(Boolean);
 
 /** A node-uwsgi target: `node dist/cli.js APP --socket unix:SOCK --log-level warn ...args`. */
@@ -73,14 +72,18 @@ export const TARGETS = [
     needs: uwsgiMissing,
   },
   { key: 'minimal', label: 'minimal (node:net)', upstream: 'uwsgi', argv: (sock) => ['bench/minimal-responder.js', sock] },
-  nodeUwsgi('wsgi', 'node-uwsgi wsgi', 'examples/hello-wsgi.js', ACCEPT_JS),
-  nodeUwsgi('node', 'node-uwsgi node', 'examples/hello-node.js', ACCEPT_JS),
-  nodeUwsgi('fetch', 'node-uwsgi fetch', 'examples/hello-fetch.js', ACCEPT_JS),
-  nodeUwsgi('fetch-response', 'fetch, its Response', 'examples/hello-fetch-response.js', ACCEPT_JS, { extra: true }),
+  nodeUwsgi('wsgi', 'node-uwsgi wsgi', 'examples/hello-wsgi.js', []),
+  nodeUwsgi('node', 'node-uwsgi node', 'examples/hello-node.js', []),
+  nodeUwsgi('fetch', 'node-uwsgi fetch', 'examples/hello-fetch.js', []),
+  nodeUwsgi('fetch-response', 'fetch, its Response', 'examples/hello-fetch-response.js', [], { extra: true }),
+  nodeUwsgi('wsgi-js', 'wsgi --accept js', 'examples/hello-wsgi.js', ACCEPT_JS, { extra: true }),
+  nodeUwsgi('node-js', 'node --accept js', 'examples/hello-node.js', ACCEPT_JS, { extra: true }),
+  nodeUwsgi('node-native', 'node --accept native', 'examples/hello-node.js', ['--accept', 'native'], { extra: true }),
+  nodeUwsgi('fetch-js', 'fetch --accept js', 'examples/hello-fetch.js', ACCEPT_JS, { extra: true }),
   { key: 'node-http', label: 'node:http proxy_pass', upstream: 'http', argv: (sock) => ['bench/node-http.js', sock] },
-  nodeUwsgi('wsgi-1w', 'wsgi --workers 1', 'examples/hello-wsgi.js', [...ACCEPT_JS, '--workers', '1'], { extra: true }),
-  nodeUwsgi('wsgi-2w', 'wsgi --workers 2', 'examples/hello-wsgi.js', [...ACCEPT_JS, '--workers', '2'], { nginxWorkers: 2, extra: true }),
-  nodeUwsgi('wsgi-2w-rr', 'wsgi --workers 2 rr', 'examples/hello-wsgi.js', [...ACCEPT_JS, '--workers', '2'], {
+  nodeUwsgi('wsgi-1w', 'wsgi --workers 1', 'examples/hello-wsgi.js', ['--workers', '1'], { extra: true }),
+  nodeUwsgi('wsgi-2w', 'wsgi --workers 2', 'examples/hello-wsgi.js', ['--workers', '2'], { nginxWorkers: 2, extra: true }),
+  nodeUwsgi('wsgi-2w-rr', 'wsgi --workers 2 rr', 'examples/hello-wsgi.js', ['--workers', '2'], {
     env: { NODE_UWSGI_SCHED: 'rr' },
     nginxWorkers: 2,
     extra: true,

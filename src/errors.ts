@@ -138,6 +138,7 @@ export const ERRORS = {
     message: 'socket {address} is in use by a live server: stop it, or choose another address',
   },
   ERR_SOCKET_LISTEN: { message: 'cannot listen on {address}: {detail}' },
+  ERR_NATIVE_ACCEPT: { message: '--accept native: {detail}; use --accept auto or js' },
 
   // The config file, NODE_UWSGI_* and the logs (src/config.ts, src/log.ts)
   ERR_CONFIG_FILE: { message: 'cannot read the config file {file}: {detail}' },

@@ -11,6 +11,8 @@ export type SocketAddress =
 
 export const INTERFACES = ['auto', 'wsgi', 'node', 'fetch'] as const;
 export type InterfaceName = (typeof INTERFACES)[number];
+export const ACCEPT_MODES = ['auto', 'native', 'js'] as const;
+export type AcceptMode = (typeof ACCEPT_MODES)[number];
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 /** --log-buffer's default: 16 MiB of lines held while --log-file cannot be written or falls behind (some 80,000 access
@@ -25,6 +27,7 @@ export interface Options {
   backlog: number | undefined;
   interface: InterfaceName;
   ownResponse: boolean;
+  accept: AcceptMode;
   logLevel: LogLevel;
   accessLog: boolean;
   maxVarsSize: number;
@@ -241,6 +244,14 @@ export const OPTIONS = [
     default: undefined,
     repeatable: true,
     parse: (raw, previous) => [...(previous ?? []), ...raw.split(',').filter((e) => e.trim() !== '').map(parseAllowEntry)],
+  }),
+  option<'accept'>({
+    name: 'accept',
+    flag: 'accept',
+    arg: 'mode',
+    help: 'who accepts and reads uwsgi connections: native (the C addon), js (node:net), or auto (native where it loads, for wsgi and fetch apps)',
+    default: 'auto',
+    parse: (raw) => oneOf('--accept', raw, ACCEPT_MODES),
   }),
   option<'sendTimeout'>({
     name: 'sendTimeout',

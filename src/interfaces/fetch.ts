@@ -4,7 +4,7 @@
 // backpressure.
 import { Readable } from 'node:stream';
 import { UwsgiError } from '../errors.js';
-import type { Exchange, ExchangeHandler, HeaderList } from '../exchange.js';
+import { socketlessHandlers, type Exchange, type ExchangeHandler, type HeaderList } from '../exchange.js';
 import { requestLineOf } from '../protocol/vars.js';
 import { lightParts, TEXT, type LightParts } from './fetch-response.js';
 
@@ -13,7 +13,9 @@ export type FetchApp = FetchFunction | { fetch: FetchFunction };
 
 export function createFetchHandler(app: FetchApp): ExchangeHandler {
   const call: FetchFunction = typeof app === 'function' ? app : (request) => app.fetch(request);
-  return (exchange) => serveFetch(call, exchange);
+  const handler: ExchangeHandler = (exchange) => serveFetch(call, exchange);
+  socketlessHandlers.add(handler);
+  return handler;
 }
 
 /** What a served Request's signal comes from: the exchange's, made on first use. */

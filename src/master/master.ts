@@ -15,9 +15,11 @@ import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import { formatSocketAddress, type Options } from '../options.js';
+import { closeSync, unlinkSync } from 'node:fs';
+import { formatSocketAddress, type Options, type SocketAddress } from '../options.js';
 import { requireAllowList } from '../server/allow.js';
-import { prepareAddress, setSocketMode } from '../server/listen.js';
+import { effectiveBacklog, prepareAddress, setSocketMode } from '../server/listen.js';
+import { bindSocket, chooseAccept } from '../server/native.js';
 import { WORKER_CONFIG_ENV, heartbeatInterval, isWorkerMessage, type MasterMessage, type ReadyInfo, type WorkerConfig } from './messages.js';
 import { Policy, type Action, type PolicyEvent } from './policy.js';
 import { MAX_DIRECTORIES, watchRoot, watchTree, type TreeWatcher } from './watch.js';
@@ -58,6 +60,9 @@ export async function runMaster(config: MasterConfig): Promise<number> {
   requireAllowListForFds(options.socket, options.allowFrom);
   for (const address of options.socket) await prepareAddress(address);
   for (const address of options.http ?? []) await prepareAddress(address);
+  // --accept: with the native addon the master binds the uwsgi Unix sockets itself (it accepts nothing) and every
+  // worker inherits them and accepts on them natively (server/native.ts).
+  const native = bindNative(options, log);
 
   cluster.schedulingPolicy = process.env.NODE_UWSGI_SCHED === 'rr' ? cluster.SCHED_RR : cluster.SCHED_NONE;
   cluster.setupPrimary({
@@ -69,7 +74,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
     // during a worker's boot cannot open a debugger in a process that serves requests.
     execArgv: process.allowedNodeEnvironmentFlags.has('--disable-sigusr1') ? [...process.execArgv, '--disable-sigusr1'] : process.execArgv,
     // Inherited fds (socket activation, fd://N) go to each worker at their own numbers: ops/activation.ts.
-    stdio: workerStdio(options.socket),
+    stdio: workerStdio(native.sockets),
   });
 
   const heartbeatMs = heartbeatInterval(options.harakiri * 1000);
@@ -114,7 +119,8 @@ export async function runMaster(config: MasterConfig): Promise<number> {
         const workerConfig: WorkerConfig = {
           spec: config.spec,
           cwd: config.cwd,
-          options,
+          options: { ...options, socket: native.sockets },
+          nativeFds: native.fds,
           id: action.id,
           generation: action.generation,
           workers,
@@ -169,6 +175,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
         break;
       case 'ready':
         if (action.reason === 'boot') {
+          native.announce(app?.interface);
           for (const address of options.socket) log.info({ address: formatSocketAddress(address) }, 'listening');
           for (const address of options.http ?? []) log.info({ address: formatSocketAddress(address), protocol: 'http' }, 'listening');
           log.info(
@@ -188,6 +195,8 @@ export async function runMaster(config: MasterConfig): Promise<number> {
         break;
       case 'stopping':
         stats.stopping = true;
+        // New connections are refused at once (the draining workers still serve what they accepted).
+        native.unlink();
         break;
       case 'exit':
         clearInterval(tick);
@@ -196,6 +205,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
         for (const signal of SIGNALS) process.off(signal, onSignal);
         process.off('SIGUSR1', onReopen);
         changes?.close();
+        native.unlink();
         if (action.code !== 0 && bootError !== undefined) {
           process.stderr.write(`node-uwsgi: ${bootError.message}\n${bootError.at.map((line) => `    ${line}\n`).join('')}`);
         }
@@ -261,4 +271,47 @@ export async function runMaster(config: MasterConfig): Promise<number> {
   log.debug({ workers, scheduling: cluster.schedulingPolicy === cluster.SCHED_RR ? 'round-robin' : 'shared handle' }, 'starting workers');
   dispatch({ type: 'start' });
   return exited;
+}
+
+/** The master's part of --accept: binds the uwsgi Unix sockets (native accept) and says once which accept path
+ * runs. `sockets`: what the workers listen on (a bound Unix socket becomes its inherited fd); `fds`: those fds. */
+function bindNative(options: Options, log: Logger): { sockets: SocketAddress[]; fds: number[]; unlink(): void; announce(appInterface: string | undefined): void } {
+  const choice = chooseAccept(options.accept);
+  const addon = choice.addon;
+  const fds: number[] = [];
+  const paths: string[] = [];
+  const sockets = options.socket.map((address): SocketAddress => {
+    if (addon === undefined || address.kind === 'fd') return address;
+    const fd = bindSocket(addon, address, effectiveBacklog(options.backlog));
+    fds.push(fd);
+    if (address.kind === 'unix') {
+      setSocketMode(address.path, options.chmodSocket);
+      paths.push(address.path);
+    }
+    return { kind: 'fd', fd };
+  });
+  return {
+    /** Said once, when the app is loaded: the node interface writes to its socket, so by default (auto) its
+     * requests are accepted in JavaScript (a hand-over per request costs more than it saves). */
+    announce(appInterface: string | undefined) {
+      if (addon === undefined) log.info({ reason: choice.reason }, 'accept: js');
+      else if (fds.length === 0) log.info({ reason: 'no uwsgi socket the master binds (socket-activated fds are served in JavaScript yet)' }, 'accept: js');
+      else if (appInterface === 'node' && options.accept === 'auto') {
+        log.info({ reason: 'the node interface writes to its own socket (--accept native forces the native path)' }, 'accept: js');
+      } else log.info({ sockets: fds.length, js: options.socket.filter((a) => a.kind === 'fd').map(formatSocketAddress) }, 'accept: native');
+    },
+    sockets,
+    fds: [...fds],
+    /** Stops listening (the master's copies of the fds) and removes the socket files. */
+    unlink() {
+      for (const fd of fds.splice(0)) closeSync(fd);
+      for (const path of paths.splice(0)) {
+        try {
+          unlinkSync(path);
+        } catch {
+          // Already gone.
+        }
+      }
+    },
+  };
 }

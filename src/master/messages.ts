@@ -19,6 +19,8 @@ export interface WorkerConfig {
   heartbeatMs: number;
   /** This worker's --max-requests with its jitter (0: none): it reports at once when it gets there. */
   maxRequests: number;
+  /** Inherited fds (in options.socket as fd://N) of the Unix sockets the master bound for native accept. */
+  nativeFds: number[];
 }
 
 export interface ReadyInfo {

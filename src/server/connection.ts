@@ -122,8 +122,34 @@ function abortedController(reason: unknown): AbortController {
   return controller;
 }
 
-/** Serves one connection; resolves once it is closed. Never rejects: every failure is logged and answered. */
-export function handleConnection(socket: Socket, ctx: ConnectionContext): Promise<void> {
+/** What the server reads from a request's vars before the app runs: scanHead's result (one object, reused). */
+export const scanned = { method: '', uri: undefined as string | undefined, upgrade: false };
+
+/** Method and URI in one pass over the vars (the first of each, as nginx sends one), and whether the request
+ * asks for a protocol switch; the result is in `scanned` until the next call. */
+export function scanHead(head: RequestHead): void {
+  let method = '';
+  let uri: string | undefined;
+  let upgrade = false;
+  let connection = '';
+  const vars = head.vars;
+  for (let i = 0; i < vars.length; i += 2) {
+    const name = vars[i]!;
+    if (name.length === 14 && method === '' && name === 'REQUEST_METHOD') method = vars[i + 1]!;
+    else if (name.length === 11 && uri === undefined && name === 'REQUEST_URI') uri = vars[i + 1]!;
+    else if (name.length === 12 && name === 'HTTP_UPGRADE') upgrade = true;
+    else if (name.length === 15 && name === 'HTTP_CONNECTION') connection = vars[i + 1]!;
+  }
+  scanned.method = method === '' ? 'GET' : method;
+  scanned.uri = uri ?? getVar(vars, 'PATH_INFO');
+  // As Node's parser: an Upgrade header and "upgrade" among the Connection tokens. One with a body is not
+  // a protocol switch this server can hand over (WebSocket has none).
+  scanned.upgrade = upgrade && head.contentLength === 0 && UPGRADE_TOKEN.test(connection);
+}
+
+/** Serves one connection; resolves once it is closed. Never rejects: every failure is logged and answered.
+ * `initial`: bytes already read from the socket (the native accept path hands a connection over with them). */
+export function handleConnection(socket: Socket, ctx: ConnectionContext, initial?: Buffer): Promise<void> {
   return new Promise((resolve) => {
     const started = ctx.accessLog ? process.hrtime.bigint() : 0n;
     let exchange: ConnectionExchange | undefined;
@@ -136,24 +162,8 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
     const decoder = new RequestDecoder(
       {
         onHead(head) {
-          // Method and URI in one pass over the vars (the first of each, as nginx sends one).
-          let method = '';
-          let uri: string | undefined;
-          let upgrade = false;
-          let connection = '';
-          const vars = head.vars;
-          for (let i = 0; i < vars.length; i += 2) {
-            const name = vars[i]!;
-            if (name.length === 14 && method === '' && name === 'REQUEST_METHOD') method = vars[i + 1]!;
-            else if (name.length === 11 && uri === undefined && name === 'REQUEST_URI') uri = vars[i + 1]!;
-            else if (name.length === 12 && name === 'HTTP_UPGRADE') upgrade = true;
-            else if (name.length === 15 && name === 'HTTP_CONNECTION') connection = vars[i + 1]!;
-          }
-          if (method === '') method = 'GET';
-          uri ??= getVar(vars, 'PATH_INFO');
-          // As Node's parser: an Upgrade header and "upgrade" among the Connection tokens. One with a body is not
-          // a protocol switch this server can hand over (WebSocket has none).
-          upgrade &&= head.contentLength === 0 && UPGRADE_TOKEN.test(connection);
+          scanHead(head);
+          const { method, uri, upgrade } = scanned;
           const ex = new ConnectionExchange(socket, head, ctx.log, ctx.multiprocess, method, uri, upgrade);
           exchange = ex;
           if (phaseTimer !== undefined) clearTimeout(phaseTimer);
@@ -199,6 +209,7 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
       }
     };
     socket.on('data', onData);
+    const preRead = initial?.length ?? 0;
 
     socket.on('end', () => {
       // A rejected packet was answered and logged once; the peer's close after it is no second incident.
@@ -208,7 +219,7 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
       } catch (err) {
         if (exchange === undefined) {
           // A peer that connects and hangs up (a health check, a port scan) is not worth a warning.
-          const level = isUwsgiError(err, 'ERR_UWSGI_HEAD_INCOMPLETE') && socket.bytesRead === 0 ? 'debug' : 'warn';
+          const level = isUwsgiError(err, 'ERR_UWSGI_HEAD_INCOMPLETE') && socket.bytesRead + preRead === 0 ? 'debug' : 'warn';
           ctx.log[level]({ err, code: (err as UwsgiError).code }, 'incomplete uwsgi request');
           socket.destroy();
         } else {
@@ -294,8 +305,9 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
     function headerTimedOut(): void {
       phaseTimer = undefined;
       if (exchange !== undefined || socket.destroyed) return;
-      const err = new UwsgiError('ERR_HEADER_TIMEOUT', { seconds: ctx.headerTimeout! / 1000, received: socket.bytesRead });
-      ctx.log.warn({ code: err.code, peer: peerOf(socket), received: socket.bytesRead }, err.message);
+      const received = socket.bytesRead + preRead;
+      const err = new UwsgiError('ERR_HEADER_TIMEOUT', { seconds: ctx.headerTimeout! / 1000, received });
+      ctx.log.warn({ code: err.code, peer: peerOf(socket), received }, err.message);
       socket.destroy();
     }
 
@@ -361,6 +373,9 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext): Promis
         socket.end();
       }
     }
+
+    // Bytes read before the socket was made (the native accept path's hand-over), once everything is set up.
+    if (preRead > 0) onData(initial!);
   });
 }
 

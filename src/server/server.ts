@@ -3,11 +3,12 @@
 import net, { type BlockList } from 'node:net';
 import { unlinkSync } from 'node:fs';
 import type { Logger } from 'pino';
-import type { ExchangeHandler } from '../exchange.js';
+import { socketlessHandlers, type ExchangeHandler } from '../exchange.js';
 import { formatSocketAddress, type SocketAddress } from '../options.js';
 import type { DecoderLimits } from '../protocol/decoder.js';
 import { handleConnection, type RequestTracker } from './connection.js';
-import { listenOn } from './listen.js';
+import { effectiveBacklog, listenOn, prepareAddress, setSocketMode } from './listen.js';
+import { bindSocket, NativeListener, type NativeAddon } from './native.js';
 import { admitPeer } from './allow.js';
 import { SendWatch } from './send-watch.js';
 
@@ -32,6 +33,13 @@ export interface ServerConfig {
   /** An accept that failed on a listening socket (EMFILE when libuv's reserve fd is gone too); by default a
    * warning. Without a listener Node's 'error' event would throw from the accept callback. */
   readonly onAcceptError?: (err: NodeJS.ErrnoException) => void;
+  /** The native accept addon (native.ts chooseAccept): it serves Unix sockets this server binds itself (not
+   * shared) and the inherited fds in `nativeFds` (the master bound them); everything else listens in JavaScript. */
+  readonly native?: NativeAddon | undefined;
+  readonly nativeFds?: readonly number[];
+  /** --accept native: the addon serves every handler; by default (auto) only socketless ones (wsgi, fetch): the
+   * node interface's requests would all be handed over, which costs more than JavaScript's own accept. */
+  readonly nativeForAll?: boolean;
 }
 
 /** The 'error' listener for a listening server: accept failures, not the app's. */
@@ -51,6 +59,7 @@ export interface UwsgiServer {
 
 export function createServer(config: ServerConfig): UwsgiServer {
   const servers: net.Server[] = [];
+  const natives: NativeListener[] = [];
   const unixPaths: string[] = [];
   const inflight = new Set<Promise<void>>();
   const context = {
@@ -68,21 +77,42 @@ export function createServer(config: ServerConfig): UwsgiServer {
 
   const allowList = config.allowList;
   const onAcceptError = acceptErrorListener(config);
-  const onConnection = (socket: net.Socket): void => {
-    if (!admitPeer(allowList, socket, config.log)) return;
-    const done = handleConnection(socket, context);
+  const track = (done: Promise<void>): void => {
     inflight.add(done);
     void done.then(() => inflight.delete(done));
+  };
+  const onConnection = (socket: net.Socket): void => {
+    if (!admitPeer(allowList, socket, config.log)) return;
+    track(handleConnection(socket, context));
+  };
+  const native = config.native !== undefined && (config.nativeForAll || socketlessHandlers.has(config.handler)) ? config.native : undefined;
+  /** The fd the addon serves `address` on, or undefined for a JavaScript listener. */
+  const nativeFd = async (address: SocketAddress): Promise<number | undefined> => {
+    if (native === undefined) return undefined;
+    if (address.kind === 'fd') return config.nativeFds?.includes(address.fd) ? address.fd : undefined;
+    if (config.shared) return undefined;
+    if (address.kind === 'tcp') return bindSocket(native, address, effectiveBacklog(config.backlog));
+    await prepareAddress(address);
+    const fd = bindSocket(native, address, effectiveBacklog(config.backlog));
+    unixPaths.push(address.path);
+    setSocketMode(address.path, config.chmodSocket);
+    return fd;
   };
 
   return {
     get connections() {
-      return inflight.size;
+      return inflight.size + natives.reduce((n, listener) => n + listener.requests, 0);
     },
     servers,
     async listen(addresses) {
       try {
         for (const address of addresses) {
+          const fd = await nativeFd(address);
+          if (fd !== undefined) {
+            natives.push(new NativeListener(native!, fd, context, track, onAcceptError, allowList));
+            config.log[config.shared ? 'debug' : 'info']({ address: formatSocketAddress(address), accept: 'native' }, 'listening');
+            continue;
+          }
           const server = net.createServer({ noDelay: true }, onConnection);
           servers.push(server);
           await listenOn(server, address, config.chmodSocket, config.shared, config.backlog);
@@ -96,6 +126,7 @@ export function createServer(config: ServerConfig): UwsgiServer {
       }
     },
     async close() {
+      const nativeDone = natives.splice(0).map((listener) => listener.close());
       await Promise.all(
         servers.map((server) => new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()))),
       );
@@ -106,6 +137,7 @@ export function createServer(config: ServerConfig): UwsgiServer {
           // Already gone: net.Server removes its own socket file on close.
         }
       }
+      await Promise.all(nativeDone);
       await Promise.all(inflight);
     },
   };

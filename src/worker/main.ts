@@ -11,6 +11,8 @@ import { createLogger } from '../log.js';
 import { WORKER_CONFIG_ENV, type InflightEntry, type MasterMessage, type WorkerConfig, type WorkerMessage } from '../master/messages.js';
 import { buildAllowList } from '../server/allow.js';
 import { createServer, type UwsgiServer } from '../server/server.js';
+import { loadNative, type NativeAddon } from '../server/native.js';
+import type { Logger } from 'pino';
 import { createHttpListener, type HttpListener } from '../server/http.js';
 import { InflightTable } from './inflight.js';
 import { installListenGuard } from './listen-guard.js';
@@ -26,6 +28,12 @@ function send(message: WorkerMessage): Promise<void> {
     if (!process.connected || !process.send) return resolve();
     process.send(message, undefined, {}, () => resolve());
   });
+}
+
+function nativeOrWarn(log: Logger): NativeAddon | undefined {
+  const load = loadNative();
+  if (load.addon === undefined) log.warn({ reason: load.reason }, 'accept: js');
+  return load.addon;
 }
 
 async function main(): Promise<void> {
@@ -91,6 +99,11 @@ async function main(): Promise<void> {
     };
     server = createServer({
       ...common,
+      // The master chose the accept path and bound the sockets (master.ts bindNative); a worker whose addon does
+      // not load (it should: the same file) listens on the inherited fds in JavaScript.
+      native: config.nativeFds.length > 0 ? nativeOrWarn(log) : undefined,
+      nativeFds: config.nativeFds,
+      nativeForAll: options.accept === 'native',
       limits: { maxVarsSize: options.maxVarsSize, maxVars: options.maxVars, maxBodySize: options.maxBodySize },
       bodyTimeout: options.bodyTimeout * 1000,
       sendTimeout: options.sendTimeout * 1000,

@@ -9,6 +9,7 @@ import type { ExchangeHandler } from '../../src/exchange.js';
 import { DEFAULT_LIMITS, type DecoderLimits } from '../../src/protocol/decoder.js';
 import { encodeRequest } from '../../src/protocol/encoder.js';
 import { createServer, type ServerConfig, type UwsgiServer } from '../../src/server/server.js';
+import { chooseAccept } from '../../src/server/native.js';
 
 export interface LogRecord {
   level: number;
@@ -55,7 +56,9 @@ export async function startTestServer(
   const dir = mkdtempSync(join(tmpdir(), 'nu-test-'));
   const path = join(dir, 'app.sock');
   const { log, records } = memoryLogger();
-  const server = createServer({ handler, log, limits: opts.limits ?? DEFAULT_LIMITS, accessLog: opts.accessLog ?? true, ...opts.config });
+  // NODE_UWSGI_ACCEPT=native runs these servers on the native accept path (the CLI's --accept; here js by default).
+  const native = process.env.NODE_UWSGI_ACCEPT === 'native' ? chooseAccept('native').addon : undefined;
+  const server = createServer({ handler, log, limits: opts.limits ?? DEFAULT_LIMITS, accessLog: opts.accessLog ?? true, native, nativeForAll: true, ...opts.config });
   await server.listen([{ kind: 'unix', path }]);
   const send = (data: Buffer | Buffer[]): Promise<Buffer> =>
     new Promise((resolve, reject) => {

@@ -1,0 +1,479 @@
+// The native accept path (README "Native accept"): owns a worker's uwsgi listening sockets on Node's own loop.
+// It accepts, reads until the 4-byte header and the vars block are whole, and hands JavaScript one call per
+// request with the bytes read. It reads the header's size and moves bytes: the vars are decoded by the
+// TypeScript codec. JavaScript answers with respond() (a short complete response: one write, then close) or
+// takes the connection over with release() (its fd becomes a net.Socket: bodies, streams, Upgrades).
+//
+// Ownership of a connection's fd: C until the request callback runs; from then on JavaScript decides (respond,
+// release or close), and C never closes it on its own: a closed fd number is reused at once by the next accept.
+// Node-API + libuv 1.x (uv_poll_t, uv_timer_t) only: one binary for Node 20 and 24.
+#define _GNU_SOURCE
+#include <node_api.h>
+#include <uv.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+
+#define MAX_HEAD (4 + 65535)
+#define READ_SIZE (MAX_HEAD + 16384)
+#define ACCEPT_BATCH 64
+
+typedef struct listener {
+  uv_poll_t poll;
+  uv_timer_t retry; // EMFILE: the listener pauses, then tries again
+  int fd;
+  int closing;
+  napi_env env;
+  napi_ref on_request; // (fd, bytes, complete) => void
+  napi_ref on_abort;   // (fd) => void: the peer hung up while the app runs
+  napi_ref on_error;   // (errno) => void: accept failed
+  napi_async_context actx;
+  uv_timer_t sweep; // hands connections still waiting for a first byte to JavaScript (its --header-timeout)
+  uint64_t ticks;
+  int waiting;
+} listener_t;
+
+// A connection JavaScript holds after its request callback returned without an answer: watched for the peer's
+// hang-up (UV_DISCONNECT / EOF) so that the app's signal can be aborted.
+typedef struct conn {
+  uv_poll_t poll;
+  listener_t *l;
+  int fd;
+  int waiting;   // accepted before a byte arrived: C waits for the head (JavaScript has not seen the fd)
+  uint64_t tick; // when it started waiting (the listener's sweep count)
+  char peer[INET6_ADDRSTRLEN]; // a TCP peer's address while waiting ("" for Unix sockets)
+} conn_t;
+
+static char rbuf[READ_SIZE];
+static conn_t **conns; // by fd: watched connections
+static int nconns;
+static int reserve_fd = -1; // kept free for EMFILE (on_listen_event)
+static int pending_fd = -1; // the fd whose request callback is running
+static int pending_done;    // set by respond/release/close during that callback
+
+static napi_value undefined_value(napi_env env) { napi_value v; napi_get_undefined(env, &v); return v; }
+static napi_value int_value(napi_env env, int64_t n) { napi_value v; napi_create_int64(env, n, &v); return v; }
+
+static void throw_errno(napi_env env, const char *what, int err) {
+  char msg[128];
+  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
+  napi_throw_error(env, err == EADDRINUSE ? "EADDRINUSE" : NULL, msg);
+}
+
+static void free_handle(uv_handle_t *h) { free(h->data); }
+
+static void call(listener_t *l, napi_ref ref, size_t argc, napi_value *argv) {
+  napi_env env = l->env;
+  napi_value fn, recv, res;
+  if (napi_get_reference_value(env, ref, &fn) != napi_ok || fn == NULL) return;
+  napi_get_global(env, &recv); // make_callback wants an object as the receiver
+  // make_callback runs the microtasks and ticks the call queued: an app that answers at once has answered.
+  if (napi_make_callback(env, l->actx, recv, fn, argc, argv, &res) != napi_ok) {
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (pending) {
+      napi_value e;
+      napi_get_and_clear_last_exception(env, &e);
+      napi_fatal_exception(env, e);
+    }
+  }
+}
+
+static void unwatch(int fd) {
+  if (fd < 0 || fd >= nconns || conns[fd] == NULL) return;
+  conn_t *c = conns[fd];
+  conns[fd] = NULL;
+  uv_poll_stop(&c->poll); // takes the fd out of the loop's epoll set at once (uv__platform_invalidate_fd)
+  c->poll.data = c;
+  uv_close((uv_handle_t *)&c->poll, free_handle);
+}
+
+static void dispatch(listener_t *l, int fd, ssize_t got, const char *peer);
+
+static void stop_waiting(conn_t *c) {
+  if (!c->waiting) return;
+  c->waiting = 0;
+  if (--c->l->waiting == 0) uv_timer_stop(&c->l->sweep);
+}
+
+static void on_conn_event(uv_poll_t *p, int status, int events) {
+  conn_t *c = (conn_t *)p;
+  if (c->waiting) {
+    int fd = c->fd;
+    listener_t *l = c->l;
+    ssize_t got = -1;
+    if (status == 0) {
+      do got = read(fd, rbuf, sizeof rbuf); while (got < 0 && errno == EINTR);
+      if (got < 0 && errno == EAGAIN) return;
+    }
+    char peer[INET6_ADDRSTRLEN];
+    memcpy(peer, c->peer, sizeof peer);
+    stop_waiting(c);
+    unwatch(fd);
+    if (got <= 0) close(fd); // gone before a byte: nothing to answer
+    else dispatch(l, fd, got, peer);
+    return;
+  }
+  if (status == 0 && (events & UV_READABLE) && !(events & UV_DISCONNECT)) {
+    // Bytes after a complete body-less request: read and dropped (nginx sends none); EOF means the peer left.
+    ssize_t n = read(c->fd, rbuf, sizeof rbuf);
+    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR))) return;
+  }
+  int fd = c->fd;
+  listener_t *l = c->l;
+  uv_poll_stop(p); // the fd stays open: JavaScript closes it (respond or close)
+  napi_handle_scope scope;
+  napi_open_handle_scope(l->env, &scope);
+  napi_value arg = int_value(l->env, fd);
+  unwatch(fd);
+  call(l, l->on_abort, 1, &arg);
+  napi_close_handle_scope(l->env, scope);
+}
+
+static int watch(listener_t *l, int fd) {
+  if (fd >= nconns) {
+    int n = nconns ? nconns : 1024;
+    while (n <= fd) n *= 2;
+    conn_t **grown = realloc(conns, n * sizeof *conns);
+    if (grown == NULL) return -ENOMEM;
+    memset(grown + nconns, 0, (n - nconns) * sizeof *conns);
+    conns = grown;
+    nconns = n;
+  }
+  conn_t *c = malloc(sizeof *c);
+  if (c == NULL) return -ENOMEM;
+  uv_loop_t *loop;
+  napi_get_uv_event_loop(l->env, &loop);
+  c->l = l;
+  c->fd = fd;
+  c->waiting = 0;
+  c->tick = l->ticks;
+  c->peer[0] = 0;
+  int r = uv_poll_init(loop, &c->poll, fd);
+  if (r == 0) r = uv_poll_start(&c->poll, UV_READABLE | UV_DISCONNECT, on_conn_event);
+  if (r != 0) {
+    c->poll.data = c;
+    uv_close((uv_handle_t *)&c->poll, free_handle);
+    return r;
+  }
+  conns[fd] = c;
+  return 0;
+}
+
+static void on_sweep(uv_timer_t *t) {
+  listener_t *l = t->data;
+  uint64_t now = ++l->ticks;
+  for (int fd = 0; fd < nconns && l->waiting > 0; fd++) {
+    conn_t *c = conns[fd];
+    if (c == NULL || c->l != l || !c->waiting || now - c->tick < 2) continue;
+    char peer[INET6_ADDRSTRLEN];
+    memcpy(peer, c->peer, sizeof peer);
+    stop_waiting(c);
+    unwatch(fd);
+    dispatch(l, fd, 0, peer); // JavaScript takes it over, and times the head out
+  }
+}
+
+/** One accepted connection: one read. A whole head goes to JavaScript as a request; a partial one goes to
+ * JavaScript to take over (it has the header timeout and the error answers); nothing yet, and C waits for the
+ * first bytes, for 1 to 2 s, before JavaScript takes it over. */
+static void serve(listener_t *l, int fd, const char *peer) {
+  ssize_t got;
+  do got = read(fd, rbuf, sizeof rbuf); while (got < 0 && errno == EINTR);
+  if (got == 0 || (got < 0 && errno != EAGAIN)) { close(fd); return; } // gone before a byte: nothing to answer
+  if (got < 0) {
+    if (watch(l, fd) != 0) { dispatch(l, fd, 0, peer); return; }
+    conns[fd]->waiting = 1;
+    memcpy(conns[fd]->peer, peer, sizeof conns[fd]->peer);
+    if (l->waiting++ == 0) uv_timer_start(&l->sweep, on_sweep, 1000, 1000);
+    return;
+  }
+  dispatch(l, fd, got, peer);
+}
+
+/** Hands JavaScript the `got` bytes in rbuf read from `fd`: a request if the head is whole, else a hand-over.
+ * `peer`: a TCP peer's address, for --allow-from ("" for Unix sockets). */
+static void dispatch(listener_t *l, int fd, ssize_t got, const char *peer) {
+  int complete = got >= 4 && (size_t)got >= 4 + ((unsigned char)rbuf[1] | ((size_t)(unsigned char)rbuf[2] << 8));
+  napi_env env = l->env;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value argv[4];
+  void *data;
+  argv[0] = int_value(env, fd);
+  if (napi_create_buffer_copy(env, got, rbuf, &data, &argv[1]) != napi_ok) { close(fd); napi_close_handle_scope(env, scope); return; }
+  napi_get_boolean(env, complete, &argv[2]);
+  if (peer[0]) napi_create_string_latin1(env, peer, NAPI_AUTO_LENGTH, &argv[3]);
+  else napi_get_undefined(env, &argv[3]);
+  pending_fd = fd;
+  pending_done = 0;
+  call(l, l->on_request, 4, argv);
+  // Not answered yet (an app that awaits): watch for the peer's hang-up until JavaScript decides.
+  if (!pending_done && watch(l, fd) != 0) { /* no watch: the request runs on, without abort on hang-up */ }
+  pending_fd = -1;
+  napi_close_handle_scope(env, scope);
+}
+
+static void on_listen_event(uv_poll_t *p, int status, int events);
+
+static void on_retry(uv_timer_t *t) {
+  listener_t *l = t->data;
+  if (!l->closing) uv_poll_start(&l->poll, UV_READABLE, on_listen_event);
+}
+
+static void on_listen_event(uv_poll_t *p, int status, int events) {
+  listener_t *l = (listener_t *)p;
+  if (status < 0 || l->closing) return;
+  for (int i = 0; i < ACCEPT_BATCH && !l->closing; i++) {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      char peer[INET6_ADDRSTRLEN] = "";
+      if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (ss.ss_family == AF_INET) inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, peer, sizeof peer);
+        else inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, peer, sizeof peer);
+      }
+      serve(l, fd, peer);
+      continue;
+    }
+    int err = errno;
+    if (err == EAGAIN || err == EINTR || err == ECONNABORTED) return;
+    if ((err == EMFILE || err == ENFILE) && reserve_fd >= 0) {
+      // libuv's uv__emfile_trick: with the reserve descriptor freed, the queued connections are accepted and
+      // closed unserved (nginx answers 502 at once instead of waiting on a backlog nobody takes from).
+      close(reserve_fd);
+      int q;
+      while ((q = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC)) >= 0) close(q);
+      reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    } else {
+      // No reserve, or another error (ENOBUFS...): the listener is level-triggered, so it pauses instead of spinning.
+      uv_poll_stop(&l->poll);
+      uv_timer_start(&l->retry, on_retry, 100, 0);
+    }
+    napi_handle_scope scope;
+    napi_open_handle_scope(l->env, &scope);
+    napi_value arg = int_value(l->env, err);
+    call(l, l->on_error, 1, &arg);
+    napi_close_handle_scope(l->env, scope);
+    return;
+  }
+}
+
+static int get_fd(napi_env env, napi_value v) {
+  int32_t fd = -1;
+  if (napi_get_value_int32(env, v, &fd) != napi_ok) return -1;
+  return fd;
+}
+
+/** listen(fd, onRequest, onAbort, onError): serves the listening socket `fd` (already bound and listening);
+ * returns an external to pass to stop(). */
+static napi_value Listen(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value a[4];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  int fd = argc == 4 ? get_fd(env, a[0]) : -1;
+  napi_valuetype t1, t2, t3;
+  if (fd < 0 || napi_typeof(env, a[1], &t1) != napi_ok || napi_typeof(env, a[2], &t2) != napi_ok ||
+      napi_typeof(env, a[3], &t3) != napi_ok || t1 != napi_function || t2 != napi_function || t3 != napi_function) {
+    napi_throw_type_error(env, NULL, "listen(fd, onRequest, onAbort, onError)");
+    return NULL;
+  }
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) { throw_errno(env, "listen", errno); return NULL; }
+  if (reserve_fd < 0) reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  listener_t *l = calloc(1, sizeof *l);
+  if (l == NULL) { throw_errno(env, "listen", ENOMEM); return NULL; }
+  uv_loop_t *loop;
+  napi_get_uv_event_loop(env, &loop);
+  l->fd = fd;
+  l->env = env;
+  napi_create_reference(env, a[1], 1, &l->on_request);
+  napi_create_reference(env, a[2], 1, &l->on_abort);
+  napi_create_reference(env, a[3], 1, &l->on_error);
+  napi_value name;
+  napi_create_string_utf8(env, "uwsgi-native", NAPI_AUTO_LENGTH, &name);
+  napi_async_init(env, NULL, name, &l->actx);
+  uv_timer_init(loop, &l->retry);
+  l->retry.data = l;
+  uv_timer_init(loop, &l->sweep);
+  l->sweep.data = l;
+  uv_unref((uv_handle_t *)&l->sweep);
+  int r = uv_poll_init(loop, &l->poll, fd);
+  if (r == 0) r = uv_poll_start(&l->poll, UV_READABLE, on_listen_event);
+  if (r != 0) {
+    napi_throw_error(env, NULL, uv_strerror(r));
+    return NULL; // the listener leaks: a failed start ends the worker
+  }
+  napi_value ext;
+  napi_create_external(env, l, NULL, NULL, &ext);
+  return ext;
+}
+
+/** stop(listener): stops accepting and closes the listening fd (this process's copy). The listener's callbacks
+ * stay: the requests it started still hear of their peers' hang-ups while they finish (a draining worker); its
+ * few bytes are not freed (a worker stops its listeners once, on its way out). */
+static napi_value Stop(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value a[1];
+  listener_t *l = NULL;
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  if (argc < 1 || napi_get_value_external(env, a[0], (void **)&l) != napi_ok || l == NULL || l->closing) return undefined_value(env);
+  l->closing = 1;
+  uv_timer_stop(&l->retry);
+  uv_poll_stop(&l->poll);
+  // Connections still waiting for their first bytes: closed unserved (nothing of them reached JavaScript).
+  for (int fd = 0; fd < nconns && l->waiting > 0; fd++) {
+    conn_t *c = conns[fd];
+    if (c == NULL || c->l != l || !c->waiting) continue;
+    stop_waiting(c);
+    unwatch(fd);
+    close(fd);
+  }
+  uv_timer_stop(&l->sweep);
+  close(l->fd);
+  uv_close((uv_handle_t *)&l->poll, NULL);
+  uv_close((uv_handle_t *)&l->retry, NULL);
+  uv_close((uv_handle_t *)&l->sweep, NULL);
+  return undefined_value(env);
+}
+
+static void settle(int fd) {
+  unwatch(fd);
+  if (fd == pending_fd) pending_done = 1;
+}
+
+/** respond(fd, bytes): one write of a whole response. Returns the bytes written: all of them, and the
+ * connection is closed; fewer (the peer's buffer is full), and the fd is JavaScript's to finish (release
+ * semantics); -errno on a write error, the connection closed. */
+static napi_value Respond(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value a[2];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  int fd = argc == 2 ? get_fd(env, a[0]) : -1;
+  void *p = NULL;
+  size_t len = 0;
+  bool isbuf = false;
+  if (fd < 0 || napi_is_buffer(env, a[1], &isbuf) != napi_ok || !isbuf || napi_get_buffer_info(env, a[1], &p, &len) != napi_ok) {
+    napi_throw_type_error(env, NULL, "respond(fd, buffer)");
+    return NULL;
+  }
+  settle(fd);
+  ssize_t n;
+  do n = send(fd, p, len, MSG_NOSIGNAL); while (n < 0 && errno == EINTR);
+  if (n < 0 && errno == EAGAIN) n = 0;
+  if (n < 0) { int err = errno; close(fd); return int_value(env, -err); }
+  if ((size_t)n == len) close(fd);
+  return int_value(env, n);
+}
+
+/** release(fd): JavaScript takes the connection over (new net.Socket({ fd })). */
+static napi_value Release(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value a[1];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  int fd = argc == 1 ? get_fd(env, a[0]) : -1;
+  if (fd >= 0) settle(fd);
+  return undefined_value(env);
+}
+
+/** close(fd): drops the connection without an answer. */
+static napi_value Close(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value a[1];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  int fd = argc == 1 ? get_fd(env, a[0]) : -1;
+  if (fd >= 0) { settle(fd); close(fd); }
+  return undefined_value(env);
+}
+
+/** bindUnix(path, backlog): a listening Unix socket's fd (the master binds, workers inherit); throws on error. */
+static napi_value BindUnix(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value a[2];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  struct sockaddr_un sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  size_t plen = 0;
+  int32_t backlog = 0;
+  if (argc != 2 || napi_get_value_string_utf8(env, a[0], sa.sun_path, sizeof sa.sun_path, &plen) != napi_ok ||
+      napi_get_value_int32(env, a[1], &backlog) != napi_ok) {
+    napi_throw_type_error(env, NULL, "bindUnix(path, backlog)");
+    return NULL;
+  }
+  if (plen == 0 || plen >= sizeof sa.sun_path - 1) { throw_errno(env, "bindUnix", ENAMETOOLONG); return NULL; }
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) { throw_errno(env, "socket", errno); return NULL; }
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, backlog) < 0) {
+    int err = errno;
+    close(fd);
+    throw_errno(env, "bind", err);
+    return NULL;
+  }
+  return int_value(env, fd);
+}
+
+/** bindTcp(host, port, backlog): a listening TCP socket's fd (the master binds, workers inherit); throws on error. */
+static napi_value BindTcp(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value a[3];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  char host[256];
+  size_t hl = 0;
+  int32_t port = 0, backlog = 0;
+  if (argc != 3 || napi_get_value_string_utf8(env, a[0], host, sizeof host, &hl) != napi_ok ||
+      napi_get_value_int32(env, a[1], &port) != napi_ok || napi_get_value_int32(env, a[2], &backlog) != napi_ok ||
+      port < 0 || port > 65535) {
+    napi_throw_type_error(env, NULL, "bindTcp(host, port, backlog)");
+    return NULL;
+  }
+  char service[8];
+  snprintf(service, sizeof service, "%d", port);
+  struct addrinfo hints, *res = NULL;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  int gai = getaddrinfo(hl ? host : NULL, service, &hints, &res);
+  if (gai != 0 || res == NULL) {
+    napi_throw_error(env, "ENOTFOUND", gai_strerror(gai));
+    return NULL;
+  }
+  int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+      bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, backlog) < 0) {
+    int err = errno;
+    if (fd >= 0) close(fd);
+    freeaddrinfo(res);
+    throw_errno(env, "bind", err);
+    return NULL;
+  }
+  freeaddrinfo(res);
+  return int_value(env, fd);
+}
+
+NAPI_MODULE_INIT() {
+  static const struct { const char *name; napi_callback cb; } fns[] = {
+    {"listen", Listen}, {"stop", Stop}, {"respond", Respond}, {"release", Release}, {"close", Close}, {"bindUnix", BindUnix}, {"bindTcp", BindTcp},
+  };
+  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+    napi_value fn;
+    napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].cb, NULL, &fn);
+    napi_set_named_property(env, exports, fns[i].name, fn);
+  }
+  return exports;
+}

@@ -1,0 +1,250 @@
+// The native accept path (src/native/accept.c + src/server/native.ts) over a real Unix socket: body-less requests
+// to a socketless handler run without a net.Socket; everything else is handed over to the JavaScript path with
+// the bytes already read. The rest of test/server and test/integration runs on it with NODE_UWSGI_ACCEPT=native.
+import net from 'node:net';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, describe, expect, it } from 'vitest';
+import { text } from 'node:stream/consumers';
+import { socketlessHandlers, type Exchange, type ExchangeHandler } from '../../src/exchange.js';
+import { encodeRequest } from '../../src/protocol/encoder.js';
+import { chooseAccept } from '../../src/server/native.js';
+import { useCleanups } from '../helpers/cleanup.js';
+import { memoryLogger, nginxVars, parseRawResponse, startTestServer, type TestServer } from '../helpers/serve.js';
+import { networkInterfaces } from 'node:os';
+import { createServer } from '../../src/server/server.js';
+import { buildAllowList } from '../../src/server/allow.js';
+import { DEFAULT_LIMITS } from '../../src/protocol/decoder.js';
+import { startServer } from '../integration/nginx.js';
+
+const native = chooseAccept('native').addon!;
+let server: TestServer | undefined;
+afterEach(async () => {
+  await server?.close();
+  server = undefined;
+});
+const { defer, tempDir } = useCleanups('nu-native-');
+
+/** A socketless handler (as wsgi and fetch are) that records which response sink it was given. */
+function socketless(handler: ExchangeHandler): ExchangeHandler {
+  socketlessHandlers.add(handler);
+  return handler;
+}
+
+const sinks: string[] = [];
+const hello = socketless(async (ex) => {
+  sinks.push(ex.response.constructor.name);
+  ex.response.writeHead(200, 'OK', [['Content-Type', 'text/plain']]);
+  ex.response.write(`hello ${ex.vars[ex.vars.indexOf('REQUEST_URI') + 1]}`);
+  ex.response.end();
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const probe = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as net.AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+function tcpRequest(host: string, port: number): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    const socket = net.connect({ host, port }, () => socket.write(encodeRequest(nginxVars())));
+    socket.on('data', (c) => chunks.push(c)).on('error', () => {}).on('close', () => resolve(Buffer.concat(chunks)));
+  });
+}
+
+function start(handler: ExchangeHandler, config: Parameters<typeof startTestServer>[1] = {}): Promise<TestServer> {
+  return startTestServer(handler, { ...config, config: { native, nativeForAll: true, ...config.config } });
+}
+
+describe('native accept', () => {
+  it('serves a body-less request without a socket: one write, then close; the access log counts its bytes', async () => {
+    server = await start(hello);
+    sinks.length = 0;
+    const res = await server.request(nginxVars({ REQUEST_URI: '/a' }));
+    expect(res.statusLine).toBe('HTTP/1.1 200 OK');
+    expect(res.body.toString()).toBe('hello /a');
+    expect(sinks).toEqual(['NativeResponse']);
+    const line = server.records.find((r) => r.msg === 'request');
+    expect(line).toMatchObject({ status: 200, bytes: res.raw.length, uri: '/a' });
+  });
+
+  it('serves 300 concurrent requests, each its own answer (descriptor numbers are reused at once)', async () => {
+    server = await start(hello);
+    const results = await Promise.all(Array.from({ length: 300 }, (_, i) => server!.request(nginxVars({ REQUEST_URI: `/${i}` }))));
+    results.forEach((res, i) => expect(res.body.toString()).toBe(`hello /${i}`));
+  });
+
+  it('hands a request with a body over to the JavaScript path, with the bytes already read', async () => {
+    server = await start(
+      socketless(async (ex) => {
+        const body = await text(ex.body);
+        ex.response.writeHead(200, 'OK', []);
+        ex.response.write(`${ex.response.constructor.name} ${body.length}`);
+        ex.response.end();
+      }),
+    );
+    const body = Buffer.alloc(300_000, 'x');
+    const res = await server.request(nginxVars({ REQUEST_METHOD: 'POST', CONTENT_LENGTH: String(body.length) }), body);
+    expect(res.body.toString()).toBe('SocketResponse 300000');
+  });
+
+  it('a peer that connects before it sends is waited for in C and served natively', async () => {
+    server = await start(hello);
+    sinks.length = 0;
+    const packet = encodeRequest(nginxVars({ REQUEST_URI: '/late' }));
+    const raw = await new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      const socket = net.connect({ path: server!.path }, () => setTimeout(() => socket.write(packet), 100));
+      socket.on('data', (c) => chunks.push(c)).on('error', reject).on('close', () => resolve(Buffer.concat(chunks)));
+    });
+    expect(parseRawResponse(raw).body.toString()).toBe('hello /late');
+    expect(sinks).toEqual(['NativeResponse']);
+  });
+
+  it('a peer that sends nothing goes to JavaScript after 1-2 s, whose --header-timeout lets it go', async () => {
+    server = await start(hello, { config: { headerTimeout: 300 } });
+    const started = Date.now();
+    const socket = net.connect({ path: server.path });
+    await new Promise((resolve) => socket.on('close', resolve).on('error', () => {}));
+    const waited = Date.now() - started;
+    expect(waited).toBeGreaterThanOrEqual(1000);
+    expect(waited).toBeLessThan(4000);
+    expect(server.records.filter((r) => r.code === 'ERR_HEADER_TIMEOUT')).toMatchObject([{ received: 0 }]);
+  });
+
+  it('a head that arrives in pieces goes on in JavaScript, and is served', async () => {
+    server = await start(hello);
+    const packet = encodeRequest(nginxVars({ REQUEST_URI: '/split' }));
+    const raw = await new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      const socket = net.connect({ path: server!.path }, () => {
+        socket.write(packet.subarray(0, 3));
+        setTimeout(() => socket.write(packet.subarray(3)), 50);
+      });
+      socket.on('data', (c) => chunks.push(c)).on('error', reject).on('close', () => resolve(Buffer.concat(chunks)));
+    });
+    expect(parseRawResponse(raw).body.toString()).toBe('hello /split');
+  });
+
+  it('a response over 64 KiB becomes a stream on a net.Socket, whole and in order', async () => {
+    const big = Buffer.alloc(1024 * 1024);
+    for (let i = 0; i < big.length; i++) big[i] = i % 251;
+    server = await start(
+      socketless(async (ex) => {
+        ex.response.writeHead(200, 'OK', [['Content-Length', String(big.length)]]);
+        for (let at = 0; at < big.length; at += 50_000) {
+          if (!ex.response.write(big.subarray(at, at + 50_000))) await ex.response.drain();
+        }
+        ex.response.end();
+      }),
+    );
+    const res = await server.request(nginxVars());
+    expect(res.status).toBe(200);
+    expect(res.body.equals(big)).toBe(true);
+  });
+
+  it('the peer hanging up while the app awaits aborts its signal', async () => {
+    let aborted: Promise<unknown> | undefined;
+    server = await start(
+      socketless(async (ex: Exchange) => {
+        aborted = new Promise((resolve) => ex.signal.addEventListener('abort', () => resolve(ex.signal.reason)));
+        await aborted;
+      }),
+    );
+    const socket = net.connect({ path: server.path }, () => socket.write(encodeRequest(nginxVars())));
+    while (aborted === undefined) await sleep(10);
+    socket.destroy();
+    expect(String(await aborted)).toMatch(/peer closed/);
+    expect(server.records.some((r) => r.msg === 'peer closed the connection before the response was complete')).toBe(true);
+  });
+
+  it('--request-timeout answers 504 on the native path and aborts the app', async () => {
+    let signal: AbortSignal | undefined;
+    server = await start(
+      socketless(async (ex) => {
+        signal = ex.signal;
+        await new Promise((resolve) => setTimeout(resolve, 400));
+      }),
+      { config: { requestTimeout: 100 } },
+    );
+    const res = await server.request(nginxVars());
+    expect(res.status).toBe(504);
+    expect(signal?.aborted).toBe(true);
+    expect(server.records.some((r) => r.code === 'ERR_REQUEST_TIMEOUT')).toBe(true);
+  });
+
+  it('an app that throws before the headers gets a 500; after them, the connection is cut', async () => {
+    server = await start(
+      socketless(async (ex) => {
+        if (ex.vars.includes('/after')) {
+          ex.response.writeHead(200, 'OK', []);
+          ex.response.write('partial');
+        }
+        throw new Error('boom');
+      }),
+    );
+    expect((await server.request(nginxVars())).status).toBe(500);
+    // Cut: no 500 after the 200's head, and never the whole response (no Content-Length: the close would end it).
+    const cut = (await server.send(encodeRequest(nginxVars({ REQUEST_URI: '/after' })))).toString();
+    expect(cut).not.toContain('500');
+    expect(server.records.some((r) => r.msg === 'app failed after the response started: connection cut')).toBe(true);
+  });
+
+  it('HTTP sent to the uwsgi socket gets the JavaScript path 400, and the next request is served', async () => {
+    server = await start(hello);
+    const raw = await server.send(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
+    expect(raw.toString()).toMatch(/^HTTP\/1.1 400 Bad Request/);
+    expect((await server.request(nginxVars())).status).toBe(200);
+  });
+
+  it('close() waits for the requests running natively', async () => {
+    server = await start(
+      socketless(async (ex) => {
+        await sleep(200);
+        ex.response.writeHead(200, 'OK', []);
+        ex.response.end();
+      }),
+    );
+    const pending = server.request(nginxVars());
+    await sleep(50);
+    const closing = server.server.close();
+    expect((await pending).status).toBe(200);
+    await closing;
+  });
+
+  it('TCP: served natively, --allow-from checked on the peer address C read at accept', async () => {
+    const external = Object.values(networkInterfaces())
+      .flat()
+      .find((e) => e?.family === 'IPv4' && !e.internal)?.address;
+    expect(external, 'this test needs a non-loopback IPv4 address').toBeDefined();
+    const port = await freePort();
+    const { log, records } = memoryLogger();
+    const tcp = createServer({ handler: hello, log, limits: DEFAULT_LIMITS, native, allowList: buildAllowList(['198.51.100.0/24']) });
+    await tcp.listen([{ kind: 'tcp', host: '0.0.0.0', port }]);
+    defer(() => tcp.close());
+    sinks.length = 0;
+    const ok = parseRawResponse(await tcpRequest('127.0.0.1', port));
+    expect(ok.body.toString()).toBe('hello /');
+    expect(sinks).toEqual(['NativeResponse']);
+    expect((await tcpRequest(external!, port)).length).toBe(0);
+    expect(records.filter((r) => r.code === 'ERR_PEER_NOT_ALLOWED')).toMatchObject([{ peer: external }]);
+  });
+
+  it('the CLI says which accept path runs, once, in its start-up log', async () => {
+    for (const [mode, msg, fields] of [
+      ['native', 'accept: native', { sockets: 1 }],
+      ['js', 'accept: js', { reason: '--accept js' }],
+    ] as const) {
+      const started = await startServer({ app: 'wsgi.mjs', socket: `unix:${join(tempDir(), 'app.sock')}`, args: ['--accept', mode] });
+      defer(() => started.stop());
+      while (!started.logs.some((l) => l.msg === 'ready')) await sleep(20);
+      const lines = started.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('accept: '));
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatchObject({ msg, ...fields });
+    }
+  });
+});
