@@ -13,11 +13,11 @@ import type { BlockList } from 'node:net';
 import { codeOf, statusOf, UwsgiError } from '../errors.js';
 import { formatSocketAddress, type SocketAddress } from '../options.js';
 import { isAllowed } from './allow.js';
-import { socketlessHandlers, type Exchange, type HeaderList, type ResponseSink } from '../exchange.js';
+import { socketlessHandlers, type Exchange, type ResponseSink } from '../exchange.js';
 import { RequestDecoder, type DecoderHandler, type RequestHead } from '../protocol/decoder.js';
 import { getVar } from '../protocol/vars.js';
 import { handleConnection, scanHead, scanned, simpleResponse, type ConnectionContext } from './connection.js';
-import { bodyAllowed, serializeHead, waitDrain } from './response.js';
+import { FramedResponse, waitDrain } from './response.js';
 
 export interface NativeAddon {
   /** onRequest's `peer`: a TCP peer's address (for --allow-from); undefined on Unix sockets. */
@@ -436,35 +436,22 @@ function timeOut(ex: NativeExchange): void {
 
 /** The ResponseSink of a native request: collects the head and body for one write; past COLLECT_LIMIT (or when the
  * app waits for a drain) the connection becomes a net.Socket and the rest streams with backpressure. */
-class NativeResponse implements ResponseSink {
-  headersSent = false;
-  status = 0;
-  ended = false;
+class NativeResponse extends FramedResponse implements ResponseSink {
   /** Bytes collected (head included once the body starts or the response ends). */
   size = 0;
   private chunks: Buffer[] = [];
-  private pendingHead: string | undefined;
-  private withBody = true;
 
   constructor(
     private readonly ex: NativeExchange,
-    private readonly method: string,
-  ) {}
-
-  writeHead(status: number, reason: string | undefined, headers: HeaderList): void {
-    if (this.headersSent) throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: 'headers were already sent' });
-    this.pendingHead = serializeHead(status, reason, headers);
-    this.status = status;
-    this.withBody = bodyAllowed(this.method, status);
-    this.headersSent = true;
+    method: string,
+  ) {
+    super(method);
   }
 
   write(chunk: Uint8Array | string): boolean {
-    if (!this.headersSent) throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: 'body written before headers' });
-    if (this.ended) throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: 'body written after the end' });
+    const length = this.bodyLength(chunk);
+    if (length === 0) return true;
     const isString = typeof chunk === 'string';
-    const length = isString ? Buffer.byteLength(chunk) : chunk.length;
-    if (!this.withBody || length === 0) return true;
     const conn = this.ex.conn;
     if (conn !== undefined) return (isString ? conn.write(chunk, 'utf8') : conn.write(chunk)) || conn.destroyed;
     const head = this.pendingHead;
@@ -501,11 +488,8 @@ class NativeResponse implements ResponseSink {
   }
 
   end(): void {
-    if (!this.headersSent) throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: 'response ended before headers' });
-    this.ended = true;
-    const head = this.pendingHead;
+    const head = this.endHead();
     if (head === undefined) return;
-    this.pendingHead = undefined;
     const conn = this.ex.conn;
     if (conn !== undefined) {
       conn.write(head, 'latin1');

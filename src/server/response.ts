@@ -44,19 +44,19 @@ export function serializeHead(status: number, reason: string | undefined, header
   return head + 'Connection: close\r\n\r\n';
 }
 
-/** The ResponseSink over a socket: head, then body with backpressure; counts body bytes for the access log. */
-export class SocketResponse implements ResponseSink {
+/**
+ * What every ResponseSink shares: the head serialized once at writeHead (sent with the first body bytes or at the
+ * end), whether the method and status allow a body, and the order checks (no body before the head or after the
+ * end). Subclasses move the bytes: SocketResponse over a net.Socket, the native path's collector (native.ts).
+ */
+export abstract class FramedResponse {
   headersSent = false;
   status = 0;
-  bodyBytes = 0;
-  private pendingHead: string | undefined;
-  private withBody = true;
-  private ended = false;
+  protected pendingHead: string | undefined;
+  protected withBody = true;
+  protected ended = false;
 
-  constructor(
-    private readonly socket: Socket,
-    private readonly method: string,
-  ) {}
+  constructor(protected readonly method: string) {}
 
   writeHead(status: number, reason: string | undefined, headers: HeaderList): void {
     if (this.headersSent) throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: 'headers were already sent' });
@@ -66,12 +66,39 @@ export class SocketResponse implements ResponseSink {
     this.headersSent = true;
   }
 
-  write(chunk: Uint8Array | string): boolean {
+  /** The body bytes `chunk` holds, after the order checks; 0 when nothing is to be sent (no body allowed, empty). */
+  protected bodyLength(chunk: Uint8Array | string): number {
     if (!this.headersSent) throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: 'body written before headers' });
     if (this.ended) throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: 'body written after the end' });
+    if (!this.withBody) return 0;
+    return typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
+  }
+
+  /** Marks the end (after the order check); the head not yet sent, taken, or undefined. */
+  protected endHead(): string | undefined {
+    if (!this.headersSent) throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: 'response ended before headers' });
+    this.ended = true;
+    const head = this.pendingHead;
+    this.pendingHead = undefined;
+    return head;
+  }
+}
+
+/** The ResponseSink over a socket: head, then body with backpressure; counts body bytes for the access log. */
+export class SocketResponse extends FramedResponse implements ResponseSink {
+  bodyBytes = 0;
+
+  constructor(
+    private readonly socket: Socket,
+    method: string,
+  ) {
+    super(method);
+  }
+
+  write(chunk: Uint8Array | string): boolean {
+    const length = this.bodyLength(chunk);
+    if (length === 0) return true;
     const isString = typeof chunk === 'string';
-    const length = isString ? Buffer.byteLength(chunk) : chunk.length;
-    if (!this.withBody || length === 0) return true;
     this.bodyBytes += length;
     const socket = this.socket;
     const head = this.pendingHead;
@@ -100,12 +127,8 @@ export class SocketResponse implements ResponseSink {
   }
 
   end(): void {
-    if (!this.headersSent) throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: 'response ended before headers' });
-    this.ended = true;
-    if (this.pendingHead !== undefined) {
-      this.socket.write(this.pendingHead, 'latin1');
-      this.pendingHead = undefined;
-    }
+    const head = this.endHead();
+    if (head !== undefined) this.socket.write(head, 'latin1');
   }
 }
 
