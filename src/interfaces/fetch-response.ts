@@ -4,9 +4,9 @@
 // Only --own-response makes it the global Response (src/worker/main.ts). After @hono/node-server's
 // src/response.ts.
 
-const NativeResponse = globalThis.Response;
+const PlatformResponse = globalThis.Response;
 type HeadersInit = ConstructorParameters<typeof Headers>[0];
-type BodyInit = ConstructorParameters<typeof NativeResponse>[0];
+type BodyInit = ConstructorParameters<typeof PlatformResponse>[0];
 
 /** What a light Response was given, while no real Response exists. `headers` becomes a Headers once read. */
 export interface LightParts {
@@ -53,7 +53,7 @@ function real(self: Light): globalThis.Response {
   let response = self[kReal];
   if (response === undefined) {
     const parts = self[kParts]!;
-    response = new NativeResponse(parts.body as BodyInit | null, { status: parts.status, statusText: parts.statusText, headers: parts.headers });
+    response = new PlatformResponse(parts.body as BodyInit | null, { status: parts.status, statusText: parts.statusText, headers: parts.headers });
     self[kReal] = response;
     self[kParts] = undefined;
   }
@@ -64,10 +64,10 @@ function LightResponse(this: Light, body?: BodyInit | null, init?: ResponseInit)
   if (new.target === undefined) throw new TypeError("Class constructor Response cannot be invoked without 'new'");
   const parts = lightInit(body, init);
   this[kParts] = parts;
-  this[kReal] = parts === undefined ? new NativeResponse(body, init) : undefined;
+  this[kReal] = parts === undefined ? new PlatformResponse(body, init) : undefined;
 }
 
-const prototype = Object.create(NativeResponse.prototype) as Record<PropertyKey, unknown>;
+const prototype = Object.create(PlatformResponse.prototype) as Record<PropertyKey, unknown>;
 Object.defineProperties(prototype, {
   constructor: { value: LightResponse, writable: true, configurable: true },
   status: {
@@ -105,9 +105,9 @@ Object.defineProperties(prototype, {
   },
 });
 // Everything else is the real Response's: made on first use, then every member answers from it.
-for (const name of Object.getOwnPropertyNames(NativeResponse.prototype)) {
+for (const name of Object.getOwnPropertyNames(PlatformResponse.prototype)) {
   if (name in prototype && Object.prototype.hasOwnProperty.call(prototype, name)) continue;
-  const descriptor = Object.getOwnPropertyDescriptor(NativeResponse.prototype, name)!;
+  const descriptor = Object.getOwnPropertyDescriptor(PlatformResponse.prototype, name)!;
   if (typeof descriptor.value === 'function') {
     Object.defineProperty(prototype, name, {
       value: function (this: Light, ...args: unknown[]) {
@@ -133,10 +133,10 @@ Object.defineProperty(prototype, Symbol.for('nodejs.util.inspect.custom'), {
   },
 });
 LightResponse.prototype = prototype;
-Object.setPrototypeOf(LightResponse, NativeResponse);
+Object.setPrototypeOf(LightResponse, PlatformResponse);
 Object.defineProperty(LightResponse, 'name', { value: 'Response' });
 // Every Response is one: `response instanceof Response` holds for what fetch() returns too, whichever is imported.
-Object.defineProperty(LightResponse, Symbol.hasInstance, { value: (value: unknown) => value instanceof NativeResponse });
+Object.defineProperty(LightResponse, Symbol.hasInstance, { value: (value: unknown) => value instanceof PlatformResponse });
 
 /** Fetch's default type for a string body. */
 export const TEXT = 'text/plain;charset=UTF-8';

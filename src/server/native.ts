@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import net, { type Socket } from 'node:net';
 import { Readable } from 'node:stream';
+import { getSystemErrorName } from 'node:util';
 import type { Logger } from 'pino';
 import type { BlockList } from 'node:net';
 import { codeOf, statusOf, UwsgiError } from '../errors.js';
@@ -181,7 +182,7 @@ const capture: DecoderHandler = {
 };
 
 function acceptError(errno: number): NodeJS.ErrnoException {
-  const code = errno === 24 ? 'EMFILE' : errno === 23 ? 'ENFILE' : `errno ${errno}`;
+  const code = getSystemErrorName(-errno);
   const err = new Error(`accept failed: ${code}`) as NodeJS.ErrnoException;
   err.code = code;
   err.errno = errno;

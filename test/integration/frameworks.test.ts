@@ -22,6 +22,18 @@ interface Framework {
   args?: string[];
 }
 
+const HONO: Framework = {
+  name: 'Hono 4',
+  app: 'hono-app.mjs',
+  interface: 'fetch',
+  info: (port) => ({
+    url: `http://127.0.0.1:${port}/info${QUERY}`,
+    protocol: 'http',
+    query: { a: ['1'], b: ['two', 'three'] },
+    host: `127.0.0.1:${port}`,
+  }),
+};
+
 const FRAMEWORKS: Framework[] = [
   {
     name: 'Express 5',
@@ -61,29 +73,8 @@ const FRAMEWORKS: Framework[] = [
       hostname: '127.0.0.1',
     }),
   },
-  {
-    name: 'Hono 4',
-    app: 'hono-app.mjs',
-    interface: 'fetch',
-    info: (port) => ({
-      url: `http://127.0.0.1:${port}/info${QUERY}`,
-      protocol: 'http',
-      query: { a: ['1'], b: ['two', 'three'] },
-      host: `127.0.0.1:${port}`,
-    }),
-  },
-  {
-    name: 'Hono 4 --own-response',
-    app: 'hono-app.mjs',
-    args: ['--own-response'],
-    interface: 'fetch',
-    info: (port) => ({
-      url: `http://127.0.0.1:${port}/info${QUERY}`,
-      protocol: 'http',
-      query: { a: ['1'], b: ['two', 'three'] },
-      host: `127.0.0.1:${port}`,
-    }),
-  },
+  HONO,
+  { ...HONO, name: 'Hono 4 --own-response', args: ['--own-response'] },
 ];
 
 describe.each(FRAMEWORKS)('$name through nginx', (framework) => {
