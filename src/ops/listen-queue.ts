@@ -10,7 +10,7 @@
 // (iproute2) prints them as a listener's Recv-Q and Send-Q. It costs ~7 ms of CPU per run (3.3 ms of it the
 // master's fork, measured over 200 runs), so it runs only when there are Unix listeners, at most once a second.
 import { execFile } from 'node:child_process';
-import { resolve } from 'node:path';
+import { relative, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { formatSocketAddress, type SocketAddress } from '../options.js';
 import { effectiveBacklog } from '../server/listen.js';
@@ -206,8 +206,12 @@ function sourceOf(address: SocketAddress, cwd: string): Source {
   switch (address.kind) {
     case 'tcp':
       return { kind: 'tcp', port: address.port };
-    case 'unix':
-      return { kind: 'unix', paths: [...new Set([address.path, resolve(cwd, address.path)])] };
+    case 'unix': {
+      // node:cluster binds a worker's Unix socket by the shorter of its absolute path and its path relative to
+      // the master's cwd (primary.js queryServer: sun_path's ~100 bytes), and sock_diag reports the name bound.
+      const absolute = resolve(cwd, address.path);
+      return { kind: 'unix', paths: [...new Set([address.path, absolute, relative(process.cwd(), absolute)])] };
+    }
     case 'fd': {
       // An inherited socket (systemd): its address from /proc/net, once; the fd is re-listened with --backlog.
       let socket;
