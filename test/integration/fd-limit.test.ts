@@ -41,6 +41,8 @@ describe('file descriptor limit', () => {
       wrapper: ['prlimit', '--nofile=256:4096', '--'],
     });
     defer(() => server.stop());
+    // startServer may return as soon as the uwsgi socket accepts, which the master binds before --stats listens.
+    await server.waitForLog((line) => line.msg === 'ready');
     expect(openFilesLimit(server.child.pid!)).toBe('4096:4096');
     const [worker] = (await readStats(statsPath)).workers;
     expect(openFilesLimit(worker!.pid)).toBe('4096:4096');
