@@ -4,7 +4,8 @@
 // grow by 64 MiB or more, whatever the body size. A script, not a timed test.
 // Usage: `node bench/memory.js` (build first); env BENCH_MEMORY_MIB (1024, the size of each transfer),
 // BENCH_MEMORY_WARMUP_MIB (64, each of the three warm-up transfers each way), BENCH_MEMORY_INTERFACES
-// (node,wsgi,fetch); `--json` prints the results as JSON on stdout. Exits 1 if any
+// (node,wsgi,fetch), BENCH_MEMORY_ACCEPT (native or js: passed as --accept; unset, the default auto: native
+// for wsgi and fetch where the addon loads, js for node); `--json` prints the results as JSON on stdout. Exits 1 if any
 // growth reaches the limit, a transfer comes back wrong, or nginx logs an error.
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -182,22 +183,19 @@ function download(port, total) {
 
 // ---- one interface: node-uwsgi + nginx in a temp prefix ----
 
-async function measure(kind, total, warmup) {
+async function measure(kind, total, warmup, accept) {
   const dir = makeTempDir();
   const sock = path.join(dir, 'app.sock');
   const appFile = path.join(dir, `app-${kind}.mjs`);
   writeFileSync(appFile, APPS[kind]);
   const server = start(
     process.execPath,
-    ['dist/cli.js', appFile, '--socket', `unix:${sock}`, '--workers', '1', '--log-level', 'warn', '--max-body-size', '0'],
+    ['dist/cli.js', appFile, '--socket', `unix:${sock}`, '--workers', '1', '--log-level', 'warn', '--max-body-size', '0', '--accept', accept],
     `node-uwsgi ${kind}`,
   );
   let nginx;
   try {
     await waitConnectable({ path: sock }, server, `node-uwsgi (${kind})`);
-    const workers = childrenOf(server.child.pid);
-    if (workers.length !== 1) throw new BenchError(`expected one worker under the master ${server.child.pid}, found ${workers.join(', ') || 'none'}`);
-    const worker = workers[0];
 
     const port = await freePort();
     // Both directions streamed end to end: nginx neither spools the upload nor the download to a temp file, so
@@ -211,6 +209,13 @@ async function measure(kind, total, warmup) {
     nginx = start(NGINX, ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-e', path.join(dir, 'error.log')], 'nginx');
     await waitConnectable({ host: '127.0.0.1', port }, nginx, 'nginx');
 
+    // With native accept the master binds the socket before it forks the worker: the socket accepts long before
+    // the worker runs. An empty download answered means the worker has loaded the app and serves.
+    const probe = await download(port, 0);
+    if (probe.status !== 200) throw new BenchError(`node-uwsgi (${kind}): the first request answered ${probe.status}`);
+    const workers = childrenOf(server.child.pid);
+    if (workers.length !== 1) throw new BenchError(`expected one worker under the master ${server.child.pid}, found ${workers.join(', ') || 'none'}`);
+    const worker = workers[0];
     const cold = rssOf(worker);
     // Warm-up: the app's code paths compiled and the worker's heap grown to its working size before the baseline.
     // On Node 24 the first sustained upload grows V8's young generation by 40-60 MiB once, whatever the body
@@ -271,6 +276,8 @@ async function main() {
   const total = positiveInt('BENCH_MEMORY_MIB', 1024) * MiB;
   const warmup = positiveInt('BENCH_MEMORY_WARMUP_MIB', 64) * MiB;
   const kinds = selectedInterfaces();
+  const accept = process.env.BENCH_MEMORY_ACCEPT || 'auto';
+  if (!['auto', 'native', 'js'].includes(accept)) throw new BenchError(`BENCH_MEMORY_ACCEPT=${accept}: auto, native or js`);
   const cpus = os.cpus();
   const env = {
     date: new Date().toISOString(),
@@ -283,18 +290,18 @@ async function main() {
   const runs = [];
   const notes = [];
   for (const kind of kinds) {
-    const out = await measure(kind, total, warmup);
+    const out = await measure(kind, total, warmup, accept);
     runs.push(...out.runs);
     notes.push(...out.notes);
   }
   const failed = runs.filter((r) => r.problems.length > 0);
   if (json) {
-    process.stdout.write(`${JSON.stringify({ env, limitMiB: LIMIT_MIB, runs }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ env, accept, limitMiB: LIMIT_MIB, runs }, null, 2)}\n`);
   } else {
     const lines = [
       `node     ${env.node} (${process.execPath})`,
       `machine  ${env.cpu} × ${env.cores} cores, ${env.kernel}, load ${env.loadavg.join(' ')} at start`,
-      `setup    nginx (uwsgi_request_buffering off, uwsgi_buffering off) → node-uwsgi --workers 1 on a Unix socket; ` +
+      `setup    nginx (uwsgi_request_buffering off, uwsgi_buffering off) → node-uwsgi --workers 1 --accept ${accept} on a Unix socket; ` +
         `${mib(total)} MiB each way after 3 × ${mib(warmup)} MiB each way of warm-up; worker VmRSS sampled every ${SAMPLE_MS} ms`,
       '',
       ['interface', 'direction', 'cold MiB', 'baseline MiB', 'peak MiB', 'growth MiB', 'from cold', 'after MiB', 'MiB/s', 'result'].join('  '),

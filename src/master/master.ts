@@ -298,7 +298,7 @@ function bindNative(options: Options, log: Logger): { sockets: SocketAddress[]; 
       else if (fds.length === 0) log.info({ reason: 'no uwsgi socket the master binds (socket-activated fds are served in JavaScript yet)' }, 'accept: js');
       else if (appInterface === 'node' && options.accept === 'auto') {
         log.info({ reason: 'the node interface writes to its own socket (--accept native forces the native path)' }, 'accept: js');
-      } else log.info({ sockets: fds.length, js: options.socket.filter((a) => a.kind === 'fd').map(formatSocketAddress) }, 'accept: native');
+      } else log.info({ sockets: fds.length, addon: choice.file, js: options.socket.filter((a) => a.kind === 'fd').map(formatSocketAddress) }, 'accept: native');
     },
     sockets,
     fds: [...fds],

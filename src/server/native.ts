@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import net, { type Socket } from 'node:net';
 import { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { getSystemErrorName } from 'node:util';
 import type { Logger } from 'pino';
 import type { BlockList } from 'node:net';
@@ -36,25 +37,40 @@ export interface NativeAddon {
   bindTcp(host: string, port: number, backlog: number): number;
 }
 
-export type NativeLoad = { addon: NativeAddon; reason?: undefined } | { addon?: undefined; reason: string };
+export type NativeLoad = { addon: NativeAddon; file: string; reason?: undefined } | { addon?: undefined; file?: undefined; reason: string };
+
+/** Where the addon may be, first found first tried, relative to the package root: the one built on this machine
+ * (scripts/build-native.js at `npm run build` or at install), then the one the package carries for this
+ * platform. `node.napi.node` is what `prebuildify --napi` writes and node-gyp-build loads for any Node version
+ * (Node-API, no ABI tag). */
+const ADDON_FILES = ['dist/native/accept.node', `prebuilds/linux-${process.arch}/node.napi.node`] as const;
+
+// dist/server/native.js, or src/server/native.ts in the tests: the package root either way.
+const ROOT = new URL('../../', import.meta.url);
 
 let loaded: NativeLoad | undefined;
 
-/** The addon (dist/native/accept.node, built by scripts/build-native.js), or why there is none. Loaded once. */
+/** The addon, or why there is none. Loaded once. */
 export function loadNative(): NativeLoad {
   if (loaded !== undefined) return loaded;
   if (process.platform !== 'linux') return (loaded = { reason: `no native accept on ${process.platform} yet` });
-  try {
-    const require = createRequire(import.meta.url);
-    // dist/native/accept.node beside dist/server/native.js; from src (the tests) the built one under dist.
-    const file = ['../native/accept.node', '../../dist/native/accept.node'].find((f) => existsSync(new URL(f, import.meta.url)));
-    loaded = { addon: require(file ?? '../native/accept.node') as NativeAddon };
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    loaded = {
-      reason: e.code === 'MODULE_NOT_FOUND' ? 'the native addon was not built (no C compiler or headers at build time)' : `the native addon does not load: ${e.message}`,
-    };
+  const require = createRequire(import.meta.url);
+  const failed: string[] = [];
+  for (const file of ADDON_FILES) {
+    const url = new URL(file, ROOT);
+    if (!existsSync(url)) continue;
+    try {
+      return (loaded = { addon: require(fileURLToPath(url)) as NativeAddon, file });
+    } catch (err) {
+      failed.push(`${file} does not load: ${(err as Error).message}`);
+    }
   }
+  loaded = {
+    reason:
+      failed.length > 0
+        ? `the native addon does not load (${failed.join('; ')})`
+        : `no native addon: neither ${ADDON_FILES[0]} (built with a C compiler at npm run build or install) nor ${ADDON_FILES[1]} (prebuilt) is there`,
+  };
   return loaded;
 }
 

@@ -144,6 +144,10 @@ export interface ServerOptions {
   env?: Record<string, string>;
   /** A command that execs node with the rest of the arguments, e.g. ['prlimit', '--nofile=256:256', '--']. */
   wrapper?: string[];
+  /** The CLI to run (dist/cli.js of this checkout by default; an installed package's in the package test). */
+  cli?: string;
+  /** The server's working directory (the checkout by default). */
+  cwd?: string;
 }
 
 export interface LaunchedServer extends Omit<ServerProcess, 'readyBy'> {
@@ -181,10 +185,10 @@ export function readLogLines(stream: Readable, onLine: (line: LogLine) => void):
 export function launchServer(opts: ServerOptions): LaunchedServer {
   requireNginx();
   const app = opts.app.startsWith('/') ? opts.app : join(APPS, opts.app);
-  const argv = [CLI, app, '--socket', opts.socket, ...(opts.args ?? [])];
+  const argv = [opts.cli ?? CLI, app, '--socket', opts.socket, ...(opts.args ?? [])];
   const env = opts.env ? { ...process.env, ...opts.env } : process.env;
   const [command, ...args] = [...(opts.wrapper ?? []), process.execPath, ...argv];
-  const child = spawn(command!, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(command!, args, { cwd: opts.cwd ?? ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: LogLine[] = [];
   const waiters = new Set<{ match: (line: LogLine) => boolean; resolve: (line: LogLine) => void }>();
   let stderr = '';
