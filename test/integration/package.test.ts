@@ -1,9 +1,9 @@
 // The npm package as a user gets it (issue 12, README "Native accept"): `npm pack` carries the prebuilt addon
 // (prepack builds prebuilds/linux-<arch>/node.napi.node), and the installed package, on a machine without a C
-// compiler, serves on the native accept path from that binary; without it, its install script still succeeds
-// and the server serves on the JavaScript path and says why.
+// compiler, serves on the native accept path from that binary; without it, or with one that does not load, its
+// install script still succeeds and the server serves on the JavaScript path and says why.
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -49,13 +49,15 @@ describe('the npm package, installed without a C compiler', () => {
    * (`npm run install`), with no C compiler on PATH and CC=/nonexistent. The dependencies are this checkout's
    * (a symlinked node_modules): `npm install <tgz>` would ask the registry for their metadata, and this test runs
    * offline. */
-  async function install(name: string, keepPrebuilt: boolean): Promise<{ app: string; pkg: string; log: string }> {
+  async function install(name: string, prebuilt: 'keep' | 'remove' | 'corrupt'): Promise<{ app: string; pkg: string; log: string }> {
     const app = join(dir, name);
     const pkg = join(app, 'node_modules', 'node-uwsgi');
     mkdirSync(pkg, { recursive: true });
     await run('tar', ['-xzf', tarball, '-C', pkg, '--strip-components=1']);
     symlinkSync(join(ROOT, 'node_modules'), join(pkg, 'node_modules'));
-    if (!keepPrebuilt) rmSync(join(pkg, 'prebuilds'), { recursive: true });
+    if (prebuilt === 'remove') rmSync(join(pkg, 'prebuilds'), { recursive: true });
+    // A binary this machine cannot load, as a glibc build is on musl or another architecture's would be.
+    if (prebuilt === 'corrupt') writeFileSync(join(pkg, PREBUILT), Buffer.alloc(4096, 'not an ELF file '));
     const env = { ...process.env, PATH: bin, CC: '/nonexistent' };
     const script = JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8')).scripts.install as string;
     expect(script).toContain('scripts/build-native.js');
@@ -86,7 +88,7 @@ describe('the npm package, installed without a C compiler', () => {
   }
 
   it.concurrent('serves on the native accept path from the prebuilt binary', async () => {
-    const { app, pkg, log } = await install('with-prebuilt', true);
+    const { app, pkg, log } = await install('with-prebuilt', 'keep');
     expect(log).toContain(`native accept addon: using the prebuilt ${PREBUILT}`);
     const served = await serve(app, pkg);
     expect(served.accept).toEqual([expect.objectContaining({ msg: 'accept: native', addon: PREBUILT, sockets: 1 })]);
@@ -94,10 +96,21 @@ describe('the npm package, installed without a C compiler', () => {
   });
 
   it.concurrent('without the prebuilt binary: the install succeeds, and the JavaScript path serves and says why', async () => {
-    const { app, pkg, log } = await install('without-prebuilt', false);
+    const { app, pkg, log } = await install('without-prebuilt', 'remove');
     expect(log).toContain('native accept addon not built (no C compiler (/nonexistent))');
     const served = await serve(app, pkg);
     expect(served.accept).toEqual([expect.objectContaining({ msg: 'accept: js', reason: expect.stringContaining(`nor ${PREBUILT} (prebuilt) is there`) })]);
+    expect(served).toMatchObject({ status: 200, body: 'Hello from node-uwsgi: GET /hello\n' });
+  });
+
+  it.concurrent('with a prebuilt binary that does not load: the install tries to build, and the JavaScript path serves and says why', async () => {
+    const { app, pkg, log } = await install('broken-prebuilt', 'corrupt');
+    expect(log).toContain(`native accept addon: the prebuilt ${PREBUILT} does not load`);
+    expect(log).toContain('native accept addon not built (no C compiler (/nonexistent))');
+    const served = await serve(app, pkg);
+    expect(served.accept).toEqual([
+      expect.objectContaining({ msg: 'accept: js', reason: expect.stringMatching(new RegExp(`^the native addon does not load \\(${PREBUILT} does not load: .*invalid ELF header`)) }),
+    ]);
     expect(served).toMatchObject({ status: 200, body: 'Hello from node-uwsgi: GET /hello\n' });
   });
 });
