@@ -38,6 +38,8 @@ function napiInclude() {
 function uvInclude() {
   const candidates = [
     join(dirname(process.execPath), '..', 'include', 'node'),
+    // Node from the `node` npm package: bin/node, and the headers in its platform package.
+    join(dirname(process.execPath), '..', 'node_modules', `node-linux-${process.arch}`, 'include', 'node'),
     join(root, '.ci', 'node24', 'node_modules', 'node', 'node_modules', `node-linux-${process.arch}`, 'include', 'node'),
     '/usr/include',
     '/usr/local/include',
