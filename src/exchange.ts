@@ -59,7 +59,3 @@ export interface Exchange {
 
 /** An app adapter: serves one exchange; resolves when the response is complete, rejects on app failure. */
 export type ExchangeHandler = (exchange: Exchange) => Promise<void>;
-
-/** Handlers that never touch `exchange.socket` (wsgi, fetch: they answer through `response`): the native accept
- * path runs them without a net.Socket. Others (node) get the connection as a net.Socket. */
-export const socketlessHandlers = new WeakSet<ExchangeHandler>();

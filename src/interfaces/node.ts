@@ -133,17 +133,26 @@ function serveNode(exchange: Exchange, handler: NodeHandler): Promise<void> {
     res.emit('drain');
   };
   socket.on('drain', onDrain);
+  // And its socketOnTimeout: res.setTimeout(ms, cb) and req.setTimeout set the socket's idle timeout, whose
+  // 'timeout' reaches the request and response; nobody listening, the connection is closed.
+  const onTimeout = (): void => {
+    const heard = (!req.complete && req.emit('timeout', socket)) || res.emit('timeout', socket);
+    if (!heard) socket.destroy();
+  };
+  socket.on('timeout', onTimeout);
 
   return new Promise<void>((resolve, reject) => {
     const settle = (): void => {
       socket.off('close', onClose);
       socket.off('drain', onDrain);
+      socket.off('timeout', onTimeout);
       exchange.status = res.statusCode;
       if (res.socket === socket) res.detachSocket(socket);
       resolve();
     };
     const onClose = (): void => {
       socket.off('drain', onDrain);
+      socket.off('timeout', onTimeout);
       if (!res.writableFinished) {
         req.destroy();
         exchange.status = res.headersSent ? res.statusCode : 499;
@@ -154,6 +163,7 @@ function serveNode(exchange: Exchange, handler: NodeHandler): Promise<void> {
       res.off('finish', settle);
       socket.off('close', onClose);
       socket.off('drain', onDrain);
+      socket.off('timeout', onTimeout);
       if (res.headersSent) exchange.status = res.statusCode;
       reject(err);
     };

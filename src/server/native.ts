@@ -14,10 +14,11 @@ import type { BlockList } from 'node:net';
 import { codeOf, statusOf, UwsgiError } from '../errors.js';
 import { formatSocketAddress, type SocketAddress } from '../options.js';
 import { isAllowed } from './allow.js';
-import { socketlessHandlers, type Exchange, type ResponseSink } from '../exchange.js';
+import type { Exchange, ResponseSink } from '../exchange.js';
 import { RequestDecoder, type DecoderHandler, type RequestHead } from '../protocol/decoder.js';
 import { getVar } from '../protocol/vars.js';
 import { handleConnection, scanHead, scanned, simpleResponse, type ConnectionContext } from './connection.js';
+import { LightSocket, type LightSocketOwner } from './light-socket.js';
 import { FramedResponse, waitDrain } from './response.js';
 
 export interface NativeAddon {
@@ -95,7 +96,6 @@ export class NativeListener {
   }
 
   private idle: (() => void) | undefined;
-  private readonly socketless: boolean;
 
   constructor(
     readonly addon: NativeAddon,
@@ -105,7 +105,6 @@ export class NativeListener {
     onAcceptError: (err: NodeJS.ErrnoException) => void,
     private readonly allowList: BlockList | undefined,
   ) {
-    this.socketless = socketlessHandlers.has(ctx.handler);
     this.handle = addon.listen(
       fd,
       (conn, bytes, complete, peer) => {
@@ -140,7 +139,7 @@ export class NativeListener {
   private onRequest(fd: number, bytes: Buffer, complete: boolean): void {
     if (!complete) return this.handOver(fd, bytes);
     const head = this.decode(bytes);
-    if (head === undefined || head.contentLength > 0 || !this.socketless) return this.handOver(fd, bytes);
+    if (head === undefined || head.contentLength > 0) return this.handOver(fd, bytes);
     scanHead(head);
     if (scanned.upgrade) return this.handOver(fd, bytes);
     const ex = new NativeExchange(this, fd, head, scanned.method, scanned.uri);
@@ -203,7 +202,7 @@ function adopt(addon: NativeAddon, fd: number): Socket | undefined {
 
 /** A request on the native path: the same Exchange the adapters get from connection.ts, without a socket until
  * one is needed. */
-class NativeExchange implements Exchange {
+class NativeExchange implements Exchange, LightSocketOwner {
   status = 0;
   readonly modifier1: number;
   readonly modifier2: number;
@@ -222,6 +221,8 @@ class NativeExchange implements Exchange {
   private timer: NodeJS.Timeout | undefined;
   private controller: AbortController | undefined;
   private stream: Readable | undefined;
+  /** The connection as the node interface sees it (light-socket.ts), once it asked. */
+  private light: LightSocket | undefined;
 
   constructor(
     private readonly listener: NativeListener,
@@ -256,9 +257,21 @@ class NativeExchange implements Exchange {
     return this.controller.signal;
   }
 
-  /** The raw connection: made a net.Socket on demand (what was collected of the response goes out first). */
+  /** The connection for the node interface's ServerResponse: a light socket whose writes are collected for one
+   * write, until the response outgrows it and the connection becomes a net.Socket. */
   get socket(): Socket {
-    return this.takeSocket() ?? this.deadSocket();
+    this.light ??= new LightSocket(this);
+    return this.light as unknown as Socket;
+  }
+
+  collect(chunk: Buffer): void {
+    this.response.collect(chunk);
+  }
+
+  endEarly(): void {
+    if (this.answered || this.conn !== undefined) return;
+    this.answered = true;
+    this.send(this.response.take());
   }
 
   takeOver(): Buffer {
@@ -292,6 +305,7 @@ class NativeExchange implements Exchange {
     this.answered = true;
     this.log.debug('peer closed the connection before the response was complete');
     this.abort(new Error('the peer closed the connection'));
+    this.light?.gone();
   }
 
   /** Whether any of the response has gone out or been collected (connection.ts responseStarted). */
@@ -316,7 +330,7 @@ class NativeExchange implements Exchange {
   }
 
   /** Closes the connection without (more of) an answer. */
-  private cut(): void {
+  cut(): void {
     if (this.conn !== undefined) this.conn.destroy();
     else if (!this.answered) this.listener.addon.close(this.fd);
     this.answered = true;
@@ -335,6 +349,8 @@ class NativeExchange implements Exchange {
       this.conn.end(simpleResponse(504, 'Gateway Timeout: the app did not answer in time\n'));
     } else {
       this.send(Buffer.from(simpleResponse(504, 'Gateway Timeout: the app did not answer in time\n'), 'utf8'));
+      this.answered = true;
+      this.light?.gone();
     }
     this.answered = true;
   }
@@ -413,6 +429,7 @@ class NativeExchange implements Exchange {
     }
     this.conn = socket;
     this.watch(socket);
+    this.light?.attach(socket);
     socket.on('close', () => {
       if (!this.finished) {
         this.log.debug('peer closed the connection before the response was complete');
@@ -424,11 +441,6 @@ class NativeExchange implements Exchange {
     return socket;
   }
 
-  private deadSocket(): Socket {
-    const socket = new net.Socket();
-    socket.destroy();
-    return socket;
-  }
 }
 
 function timeOut(ex: NativeExchange): void {
@@ -471,6 +483,13 @@ class NativeResponse extends FramedResponse implements ResponseSink {
     }
     if (this.size <= COLLECT_LIMIT) return true;
     return this.spill();
+  }
+
+  /** Raw bytes of a response the node interface's ServerResponse framed itself. */
+  collect(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+    if (this.size > COLLECT_LIMIT) this.spill();
   }
 
   /** The response outgrows one write: the connection becomes a net.Socket and what was collected goes out. */
