@@ -30,7 +30,7 @@ type UwsgiIncomingMessage = IncomingMessage & { [kExchange]: Exchange };
 function readBody(this: UwsgiIncomingMessage): void {
   const exchange = this[kExchange];
   // Without a body the request was ended at once; `body` would make a stream for nothing.
-  if (exchange.contentLength > 0) exchange.body.resume();
+  if (exchange.contentLength > 0 && exchange.bodyBytes === undefined) exchange.body.resume();
 }
 
 /**
@@ -105,7 +105,12 @@ function incomingMessage(exchange: Exchange, socket: Socket): UwsgiIncomingMessa
   // What Node's own parser calls: req.headers and req.headersDistinct are then built lazily from rawHeaders,
   // with Node's rules for repeated names (cookie joined with '; ', set-cookie kept as an array...).
   (req as unknown as AddHeaderLines)._addHeaderLines(line.headers, line.headers.length);
-  if (exchange.contentLength > 0) pipeBody(exchange.body, req);
+  const whole = exchange.bodyBytes;
+  if (whole !== undefined) {
+    req.push(whole);
+    req.complete = true;
+    req.push(null);
+  } else if (exchange.contentLength > 0) pipeBody(exchange.body, req);
   else {
     req.complete = true;
     req.push(null);

@@ -1,9 +1,10 @@
 // The native accept path, JavaScript half: src/native/accept.c accepts on the uwsgi listening sockets, reads until
-// the header and vars block are whole and calls onRequest once per request. A body-less request to an app that
-// answers through the response sink (wsgi, fetch) runs here without a net.Socket: its response is collected and
-// written in one write by C, which closes the connection. Everything else (a body, an Upgrade, the node
-// interface, a partial or malformed head, a response too big for one write) becomes a net.Socket on the fd and
-// goes on through handleConnection, today's JavaScript path, with the bytes already read.
+// the header and vars block are whole and calls onRequest once per request. A request whose body is absent or came
+// whole with the head runs here without a net.Socket: wsgi and fetch answer through the response sink, the node
+// interface through a light socket (light-socket.ts); the response is collected and written in one write by C,
+// which closes the connection. Everything else (a body still to come, an Upgrade, a partial or malformed head, a
+// response too big for one write) becomes a net.Socket on the fd and goes on through handleConnection, today's
+// JavaScript path, with the bytes already read.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import net, { type Socket } from 'node:net';
@@ -139,10 +140,18 @@ export class NativeListener {
   private onRequest(fd: number, bytes: Buffer, complete: boolean): void {
     if (!complete) return this.handOver(fd, bytes);
     const head = this.decode(bytes);
-    if (head === undefined || head.contentLength > 0) return this.handOver(fd, bytes);
+    if (head === undefined) return this.handOver(fd, bytes);
+    let body: Buffer | undefined;
+    if (head.contentLength > 0) {
+      // A body that came whole with the head (nginx writes a small one with it) is served here from memory;
+      // a longer one streams on the JavaScript path, with backpressure and --body-timeout.
+      const headSize = 4 + bytes.readUInt16LE(1);
+      if (bytes.length - headSize !== head.contentLength) return this.handOver(fd, bytes);
+      body = bytes.subarray(headSize);
+    }
     scanHead(head);
     if (scanned.upgrade) return this.handOver(fd, bytes);
-    const ex = new NativeExchange(this, fd, head, scanned.method, scanned.uri);
+    const ex = new NativeExchange(this, fd, head, scanned.method, scanned.uri, body);
     this.byFd[fd] = ex;
     this.running++;
     ex.run();
@@ -207,7 +216,7 @@ class NativeExchange implements Exchange, LightSocketOwner {
   readonly modifier1: number;
   readonly modifier2: number;
   readonly vars: string[];
-  readonly contentLength = 0;
+  readonly contentLength: number;
   readonly multiprocess: boolean;
   readonly upgrade = false;
   readonly response: NativeResponse;
@@ -230,8 +239,10 @@ class NativeExchange implements Exchange, LightSocketOwner {
     head: RequestHead,
     readonly method: string,
     readonly uri: string | undefined,
+    readonly bodyBytes: Buffer | undefined,
   ) {
     const ctx = listener.ctx;
+    this.contentLength = head.contentLength;
     this.modifier1 = head.modifier1;
     this.modifier2 = head.modifier2;
     this.vars = head.vars;
@@ -247,6 +258,7 @@ class NativeExchange implements Exchange, LightSocketOwner {
   get body(): Readable {
     if (this.stream === undefined) {
       this.stream = new Readable({ read() {} });
+      if (this.bodyBytes !== undefined) this.stream.push(this.bodyBytes);
       this.stream.push(null);
     }
     return this.stream;

@@ -88,6 +88,31 @@ describe('native accept', () => {
     expect(res.body.toString()).toBe('SocketResponse 300000');
   });
 
+  it('a body that came whole with the head is served natively from memory; one still coming goes to JavaScript', async () => {
+    server = await start(
+      (async (ex) => {
+        const body = await text(ex.body);
+        ex.response.writeHead(200, 'OK', []);
+        ex.response.write(`${ex.response.constructor.name} ${body.length} ${body.slice(0, 8)}`);
+        ex.response.end();
+      }),
+    );
+    const json = JSON.stringify({ items: Array.from({ length: 100 }, (_, i) => ({ i, name: `item ${i}` })) });
+    const vars = nginxVars({ REQUEST_METHOD: 'POST', CONTENT_LENGTH: String(Buffer.byteLength(json)), CONTENT_TYPE: 'application/json' });
+    expect((await server.request(vars, Buffer.from(json))).body.toString()).toBe(`NativeResponse ${json.length} ${json.slice(0, 8)}`);
+    // The same request with its body late: the head alone first, then the body.
+    const packet = encodeRequest(vars);
+    const raw = await new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      const socket = net.connect({ path: server!.path }, () => {
+        socket.write(packet);
+        setTimeout(() => socket.write(json), 50);
+      });
+      socket.on('data', (c) => chunks.push(c)).on('error', reject).on('close', () => resolve(Buffer.concat(chunks)));
+    });
+    expect(parseRawResponse(raw).body.toString()).toBe(`SocketResponse ${json.length} ${json.slice(0, 8)}`);
+  });
+
   it('a peer that connects before it sends is waited for in C and served natively', async () => {
     server = await start(hello);
     sinks.length = 0;
@@ -359,6 +384,20 @@ describe('native accept: the node interface on a light socket', () => {
     await server.close();
     server = await startTestServer(app);
     expect((await server.request(nginxVars({ REQUEST_URI: '/late' }))).body.toString()).toBe('timed');
+  });
+
+  it('a small JSON body that came with the head: the node app reads it on the light socket, as express.json() does', async () => {
+    server = await start(
+      node(async (req, res) => {
+        const body = JSON.parse(await text(req)) as { n: number };
+        res.setHeader('Content-Type', 'application/json');
+        res.end(JSON.stringify({ socket: req.socket.constructor.name, n: body.n, complete: req.complete, length: req.headers['content-length'] }));
+      }),
+    );
+    const json = JSON.stringify({ n: 42, pad: 'x'.repeat(2000) });
+    const vars = nginxVars({ REQUEST_METHOD: 'POST', CONTENT_LENGTH: String(json.length), CONTENT_TYPE: 'application/json' });
+    const res = await server.request(vars, Buffer.from(json));
+    expect(JSON.parse(res.body.toString())).toEqual({ socket: 'LightSocket', n: 42, complete: true, length: String(json.length) });
   });
 
   it('a request with a body is handed over: the node app reads it whole from a net.Socket', async () => {
