@@ -35,6 +35,8 @@ export interface Exchange {
   readonly contentLength: number;
   /** The request body: exactly contentLength bytes, streamed with backpressure. Errors if the peer hangs up early. */
   readonly body: Readable;
+  /** The whole body, when it came with the head (the native path): an adapter may take it instead of `body`. */
+  readonly bodyBytes?: Buffer | undefined;
   /** Aborted when the peer goes away before the response is complete. */
   readonly signal: AbortSignal;
   /** The request's logger (a pino child). */
@@ -59,7 +61,3 @@ export interface Exchange {
 
 /** An app adapter: serves one exchange; resolves when the response is complete, rejects on app failure. */
 export type ExchangeHandler = (exchange: Exchange) => Promise<void>;
-
-/** Handlers that never touch `exchange.socket` (wsgi, fetch: they answer through `response`): the native accept
- * path runs them without a net.Socket. Others (node) get the connection as a net.Socket. */
-export const socketlessHandlers = new WeakSet<ExchangeHandler>();

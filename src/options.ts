@@ -249,7 +249,7 @@ export const OPTIONS = [
     name: 'accept',
     flag: 'accept',
     arg: 'mode',
-    help: 'who accepts and reads uwsgi connections: native (the C addon), js (node:net), or auto (native where it loads, for wsgi and fetch apps)',
+    help: 'who accepts and reads uwsgi connections: native (the C addon), js (node:net), or auto (native where the addon loads)',
     default: 'auto',
     parse: (raw) => oneOf('--accept', raw, ACCEPT_MODES),
   }),

@@ -4,7 +4,7 @@
 // backpressure.
 import { Readable } from 'node:stream';
 import { UwsgiError } from '../errors.js';
-import { socketlessHandlers, type Exchange, type ExchangeHandler, type HeaderList } from '../exchange.js';
+import type { Exchange, ExchangeHandler, HeaderList } from '../exchange.js';
 import { requestLineOf } from '../protocol/vars.js';
 import { lightParts, TEXT, type LightParts } from './fetch-response.js';
 
@@ -14,7 +14,6 @@ export type FetchApp = FetchFunction | { fetch: FetchFunction };
 export function createFetchHandler(app: FetchApp): ExchangeHandler {
   const call: FetchFunction = typeof app === 'function' ? app : (request) => app.fetch(request);
   const handler: ExchangeHandler = (exchange) => serveFetch(call, exchange);
-  socketlessHandlers.add(handler);
   return handler;
 }
 

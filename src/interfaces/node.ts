@@ -30,7 +30,7 @@ type UwsgiIncomingMessage = IncomingMessage & { [kExchange]: Exchange };
 function readBody(this: UwsgiIncomingMessage): void {
   const exchange = this[kExchange];
   // Without a body the request was ended at once; `body` would make a stream for nothing.
-  if (exchange.contentLength > 0) exchange.body.resume();
+  if (exchange.contentLength > 0 && exchange.bodyBytes === undefined) exchange.body.resume();
 }
 
 /**
@@ -105,7 +105,12 @@ function incomingMessage(exchange: Exchange, socket: Socket): UwsgiIncomingMessa
   // What Node's own parser calls: req.headers and req.headersDistinct are then built lazily from rawHeaders,
   // with Node's rules for repeated names (cookie joined with '; ', set-cookie kept as an array...).
   (req as unknown as AddHeaderLines)._addHeaderLines(line.headers, line.headers.length);
-  if (exchange.contentLength > 0) pipeBody(exchange.body, req);
+  const whole = exchange.bodyBytes;
+  if (whole !== undefined) {
+    req.push(whole);
+    req.complete = true;
+    req.push(null);
+  } else if (exchange.contentLength > 0) pipeBody(exchange.body, req);
   else {
     req.complete = true;
     req.push(null);
@@ -133,17 +138,26 @@ function serveNode(exchange: Exchange, handler: NodeHandler): Promise<void> {
     res.emit('drain');
   };
   socket.on('drain', onDrain);
+  // And its socketOnTimeout: res.setTimeout(ms, cb) and req.setTimeout set the socket's idle timeout, whose
+  // 'timeout' reaches the request and response; nobody listening, the connection is closed.
+  const onTimeout = (): void => {
+    const heard = (!req.complete && req.emit('timeout', socket)) || res.emit('timeout', socket);
+    if (!heard) socket.destroy();
+  };
+  socket.on('timeout', onTimeout);
 
   return new Promise<void>((resolve, reject) => {
     const settle = (): void => {
       socket.off('close', onClose);
       socket.off('drain', onDrain);
+      socket.off('timeout', onTimeout);
       exchange.status = res.statusCode;
       if (res.socket === socket) res.detachSocket(socket);
       resolve();
     };
     const onClose = (): void => {
       socket.off('drain', onDrain);
+      socket.off('timeout', onTimeout);
       if (!res.writableFinished) {
         req.destroy();
         exchange.status = res.headersSent ? res.statusCode : 499;
@@ -154,6 +168,7 @@ function serveNode(exchange: Exchange, handler: NodeHandler): Promise<void> {
       res.off('finish', settle);
       socket.off('close', onClose);
       socket.off('drain', onDrain);
+      socket.off('timeout', onTimeout);
       if (res.headersSent) exchange.status = res.statusCode;
       reject(err);
     };

@@ -5,7 +5,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { UwsgiError } from '../errors.js';
-import { socketlessHandlers, type Exchange, type ExchangeHandler, type HeaderList } from '../exchange.js';
+import type { Exchange, ExchangeHandler, HeaderList } from '../exchange.js';
 import { getVar, joinerOf, schemeOf } from '../protocol/vars.js';
 
 export type WsgiChunk = string | Uint8Array;
@@ -96,7 +96,6 @@ export class WsgiErrors {
 
 export function createWsgiHandler(app: WsgiApp): ExchangeHandler {
   const handler: ExchangeHandler = (exchange) => new WsgiCall(exchange).serve(app);
-  socketlessHandlers.add(handler);
   return handler;
 }
 

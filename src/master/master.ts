@@ -175,7 +175,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
         break;
       case 'ready':
         if (action.reason === 'boot') {
-          native.announce(app?.interface);
+          native.announce();
           for (const address of options.socket) log.info({ address: formatSocketAddress(address) }, 'listening');
           for (const address of options.http ?? []) log.info({ address: formatSocketAddress(address), protocol: 'http' }, 'listening');
           log.info(
@@ -275,7 +275,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
 
 /** The master's part of --accept: binds the uwsgi Unix sockets (native accept) and says once which accept path
  * runs. `sockets`: what the workers listen on (a bound Unix socket becomes its inherited fd); `fds`: those fds. */
-function bindNative(options: Options, log: Logger): { sockets: SocketAddress[]; fds: number[]; unlink(): void; announce(appInterface: string | undefined): void } {
+function bindNative(options: Options, log: Logger): { sockets: SocketAddress[]; fds: number[]; unlink(): void; announce(): void } {
   const choice = chooseAccept(options.accept);
   const addon = choice.addon;
   const fds: number[] = [];
@@ -291,14 +291,11 @@ function bindNative(options: Options, log: Logger): { sockets: SocketAddress[]; 
     return { kind: 'fd', fd };
   });
   return {
-    /** Said once, when the app is loaded: the node interface writes to its socket, so by default (auto) its
-     * requests are accepted in JavaScript (a hand-over per request costs more than it saves). */
-    announce(appInterface: string | undefined) {
+    /** Said once, when the app is loaded. */
+    announce() {
       if (addon === undefined) log.info({ reason: choice.reason }, 'accept: js');
       else if (fds.length === 0) log.info({ reason: 'no uwsgi socket the master binds (socket-activated fds are served in JavaScript yet)' }, 'accept: js');
-      else if (appInterface === 'node' && options.accept === 'auto') {
-        log.info({ reason: 'the node interface writes to its own socket (--accept native forces the native path)' }, 'accept: js');
-      } else log.info({ sockets: fds.length, addon: choice.file, js: options.socket.filter((a) => a.kind === 'fd').map(formatSocketAddress) }, 'accept: native');
+      else log.info({ sockets: fds.length, addon: choice.file, js: options.socket.filter((a) => a.kind === 'fd').map(formatSocketAddress) }, 'accept: native');
     },
     sockets,
     fds: [...fds],

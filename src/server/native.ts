@@ -1,9 +1,10 @@
 // The native accept path, JavaScript half: src/native/accept.c accepts on the uwsgi listening sockets, reads until
-// the header and vars block are whole and calls onRequest once per request. A body-less request to an app that
-// answers through the response sink (wsgi, fetch) runs here without a net.Socket: its response is collected and
-// written in one write by C, which closes the connection. Everything else (a body, an Upgrade, the node
-// interface, a partial or malformed head, a response too big for one write) becomes a net.Socket on the fd and
-// goes on through handleConnection, today's JavaScript path, with the bytes already read.
+// the header and vars block are whole and calls onRequest once per request. A request whose body is absent or came
+// whole with the head runs here without a net.Socket: wsgi and fetch answer through the response sink, the node
+// interface through a light socket (light-socket.ts); the response is collected and written in one write by C,
+// which closes the connection. Everything else (a body still to come, an Upgrade, a partial or malformed head, a
+// response too big for one write) becomes a net.Socket on the fd and goes on through handleConnection, today's
+// JavaScript path, with the bytes already read.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import net, { type Socket } from 'node:net';
@@ -15,10 +16,11 @@ import type { BlockList } from 'node:net';
 import { codeOf, statusOf, UwsgiError } from '../errors.js';
 import { formatSocketAddress, type SocketAddress } from '../options.js';
 import { isAllowed } from './allow.js';
-import { socketlessHandlers, type Exchange, type ResponseSink } from '../exchange.js';
+import type { Exchange, ResponseSink } from '../exchange.js';
 import { RequestDecoder, type DecoderHandler, type RequestHead } from '../protocol/decoder.js';
 import { getVar } from '../protocol/vars.js';
 import { handleConnection, scanHead, scanned, simpleResponse, type ConnectionContext } from './connection.js';
+import { LightSocket, type LightSocketOwner } from './light-socket.js';
 import { FramedResponse, waitDrain } from './response.js';
 
 export interface NativeAddon {
@@ -111,7 +113,6 @@ export class NativeListener {
   }
 
   private idle: (() => void) | undefined;
-  private readonly socketless: boolean;
 
   constructor(
     readonly addon: NativeAddon,
@@ -121,7 +122,6 @@ export class NativeListener {
     onAcceptError: (err: NodeJS.ErrnoException) => void,
     private readonly allowList: BlockList | undefined,
   ) {
-    this.socketless = socketlessHandlers.has(ctx.handler);
     this.handle = addon.listen(
       fd,
       (conn, bytes, complete, peer) => {
@@ -156,10 +156,18 @@ export class NativeListener {
   private onRequest(fd: number, bytes: Buffer, complete: boolean): void {
     if (!complete) return this.handOver(fd, bytes);
     const head = this.decode(bytes);
-    if (head === undefined || head.contentLength > 0 || !this.socketless) return this.handOver(fd, bytes);
+    if (head === undefined) return this.handOver(fd, bytes);
+    let body: Buffer | undefined;
+    if (head.contentLength > 0) {
+      // A body that came whole with the head (nginx writes a small one with it) is served here from memory;
+      // a longer one streams on the JavaScript path, with backpressure and --body-timeout.
+      const headSize = 4 + bytes.readUInt16LE(1);
+      if (bytes.length - headSize !== head.contentLength) return this.handOver(fd, bytes);
+      body = bytes.subarray(headSize);
+    }
     scanHead(head);
     if (scanned.upgrade) return this.handOver(fd, bytes);
-    const ex = new NativeExchange(this, fd, head, scanned.method, scanned.uri);
+    const ex = new NativeExchange(this, fd, head, scanned.method, scanned.uri, body);
     this.byFd[fd] = ex;
     this.running++;
     ex.run();
@@ -219,12 +227,12 @@ function adopt(addon: NativeAddon, fd: number): Socket | undefined {
 
 /** A request on the native path: the same Exchange the adapters get from connection.ts, without a socket until
  * one is needed. */
-class NativeExchange implements Exchange {
+class NativeExchange implements Exchange, LightSocketOwner {
   status = 0;
   readonly modifier1: number;
   readonly modifier2: number;
   readonly vars: string[];
-  readonly contentLength = 0;
+  readonly contentLength: number;
   readonly multiprocess: boolean;
   readonly upgrade = false;
   readonly response: NativeResponse;
@@ -238,6 +246,8 @@ class NativeExchange implements Exchange {
   private timer: NodeJS.Timeout | undefined;
   private controller: AbortController | undefined;
   private stream: Readable | undefined;
+  /** The connection as the node interface sees it (light-socket.ts), once it asked. */
+  private light: LightSocket | undefined;
 
   constructor(
     private readonly listener: NativeListener,
@@ -245,8 +255,10 @@ class NativeExchange implements Exchange {
     head: RequestHead,
     readonly method: string,
     readonly uri: string | undefined,
+    readonly bodyBytes: Buffer | undefined,
   ) {
     const ctx = listener.ctx;
+    this.contentLength = head.contentLength;
     this.modifier1 = head.modifier1;
     this.modifier2 = head.modifier2;
     this.vars = head.vars;
@@ -262,6 +274,7 @@ class NativeExchange implements Exchange {
   get body(): Readable {
     if (this.stream === undefined) {
       this.stream = new Readable({ read() {} });
+      if (this.bodyBytes !== undefined) this.stream.push(this.bodyBytes);
       this.stream.push(null);
     }
     return this.stream;
@@ -272,9 +285,21 @@ class NativeExchange implements Exchange {
     return this.controller.signal;
   }
 
-  /** The raw connection: made a net.Socket on demand (what was collected of the response goes out first). */
+  /** The connection for the node interface's ServerResponse: a light socket whose writes are collected for one
+   * write, until the response outgrows it and the connection becomes a net.Socket. */
   get socket(): Socket {
-    return this.takeSocket() ?? this.deadSocket();
+    this.light ??= new LightSocket(this);
+    return this.light as unknown as Socket;
+  }
+
+  collect(chunk: Buffer): void {
+    this.response.collect(chunk);
+  }
+
+  endEarly(): void {
+    if (this.answered || this.conn !== undefined) return;
+    this.answered = true;
+    this.send(this.response.take());
   }
 
   takeOver(): Buffer {
@@ -308,6 +333,7 @@ class NativeExchange implements Exchange {
     this.answered = true;
     this.log.debug('peer closed the connection before the response was complete');
     this.abort(new Error('the peer closed the connection'));
+    this.light?.gone();
   }
 
   /** Whether any of the response has gone out or been collected (connection.ts responseStarted). */
@@ -332,7 +358,7 @@ class NativeExchange implements Exchange {
   }
 
   /** Closes the connection without (more of) an answer. */
-  private cut(): void {
+  cut(): void {
     if (this.conn !== undefined) this.conn.destroy();
     else if (!this.answered) this.listener.addon.close(this.fd);
     this.answered = true;
@@ -351,6 +377,8 @@ class NativeExchange implements Exchange {
       this.conn.end(simpleResponse(504, 'Gateway Timeout: the app did not answer in time\n'));
     } else {
       this.send(Buffer.from(simpleResponse(504, 'Gateway Timeout: the app did not answer in time\n'), 'utf8'));
+      this.answered = true;
+      this.light?.gone();
     }
     this.answered = true;
   }
@@ -429,6 +457,7 @@ class NativeExchange implements Exchange {
     }
     this.conn = socket;
     this.watch(socket);
+    this.light?.attach(socket);
     socket.on('close', () => {
       if (!this.finished) {
         this.log.debug('peer closed the connection before the response was complete');
@@ -440,11 +469,6 @@ class NativeExchange implements Exchange {
     return socket;
   }
 
-  private deadSocket(): Socket {
-    const socket = new net.Socket();
-    socket.destroy();
-    return socket;
-  }
 }
 
 function timeOut(ex: NativeExchange): void {
@@ -487,6 +511,13 @@ class NativeResponse extends FramedResponse implements ResponseSink {
     }
     if (this.size <= COLLECT_LIMIT) return true;
     return this.spill();
+  }
+
+  /** Raw bytes of a response the node interface's ServerResponse framed itself. */
+  collect(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+    if (this.size > COLLECT_LIMIT) this.spill();
   }
 
   /** The response outgrows one write: the connection becomes a net.Socket and what was collected goes out. */

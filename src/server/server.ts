@@ -3,7 +3,7 @@
 import net, { type BlockList } from 'node:net';
 import { unlinkSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { socketlessHandlers, type ExchangeHandler } from '../exchange.js';
+import type { ExchangeHandler } from '../exchange.js';
 import { formatSocketAddress, type SocketAddress } from '../options.js';
 import type { DecoderLimits } from '../protocol/decoder.js';
 import { handleConnection, type RequestTracker } from './connection.js';
@@ -37,9 +37,6 @@ export interface ServerConfig {
    * shared) and the inherited fds in `nativeFds` (the master bound them); everything else listens in JavaScript. */
   readonly native?: NativeAddon | undefined;
   readonly nativeFds?: readonly number[];
-  /** --accept native: the addon serves every handler; by default (auto) only socketless ones (wsgi, fetch): the
-   * node interface's requests would all be handed over, which costs more than JavaScript's own accept. */
-  readonly nativeForAll?: boolean;
 }
 
 /** The 'error' listener for a listening server: accept failures, not the app's. */
@@ -85,7 +82,7 @@ export function createServer(config: ServerConfig): UwsgiServer {
     if (!admitPeer(allowList, socket, config.log)) return;
     track(handleConnection(socket, context));
   };
-  const native = config.native !== undefined && (config.nativeForAll || socketlessHandlers.has(config.handler)) ? config.native : undefined;
+  const native = config.native;
   /** The fd the addon serves `address` on, or undefined for a JavaScript listener. */
   const nativeFd = async (address: SocketAddress): Promise<number | undefined> => {
     if (native === undefined) return undefined;

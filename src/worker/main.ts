@@ -103,7 +103,6 @@ async function main(): Promise<void> {
       // not load (it should: the same file) listens on the inherited fds in JavaScript.
       native: config.nativeFds.length > 0 ? nativeOrWarn(log) : undefined,
       nativeFds: config.nativeFds,
-      nativeForAll: options.accept === 'native',
       limits: { maxVarsSize: options.maxVarsSize, maxVars: options.maxVars, maxBodySize: options.maxBodySize },
       bodyTimeout: options.bodyTimeout * 1000,
       sendTimeout: options.sendTimeout * 1000,

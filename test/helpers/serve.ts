@@ -58,7 +58,7 @@ export async function startTestServer(
   const { log, records } = memoryLogger();
   // NODE_UWSGI_ACCEPT=native runs these servers on the native accept path (the CLI's --accept; here js by default).
   const native = process.env.NODE_UWSGI_ACCEPT === 'native' ? chooseAccept('native').addon : undefined;
-  const server = createServer({ handler, log, limits: opts.limits ?? DEFAULT_LIMITS, accessLog: opts.accessLog ?? true, native, nativeForAll: true, ...opts.config });
+  const server = createServer({ handler, log, limits: opts.limits ?? DEFAULT_LIMITS, accessLog: opts.accessLog ?? true, native, ...opts.config });
   await server.listen([{ kind: 'unix', path }]);
   const send = (data: Buffer | Buffer[]): Promise<Buffer> =>
     new Promise((resolve, reject) => {

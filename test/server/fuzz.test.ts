@@ -6,7 +6,7 @@ import net from 'node:net';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERRORS } from '../../src/errors.js';
-import { socketlessHandlers, type ExchangeHandler } from '../../src/exchange.js';
+import type { ExchangeHandler } from '../../src/exchange.js';
 import { encodeRequest } from '../../src/protocol/encoder.js';
 import { nginxVars, parseRawResponse, startTestServer, type TestServer } from '../helpers/serve.js';
 
@@ -17,9 +17,6 @@ const echo: ExchangeHandler = async (ex) => {
   ex.response.write(`read ${length}`);
   ex.response.end();
 };
-// It answers through the response sink, as wsgi and fetch do: with NODE_UWSGI_ACCEPT=native its body-less
-// requests run on the native path without a socket.
-socketlessHandlers.add(echo);
 
 let server: TestServer;
 beforeAll(async () => {

@@ -1,14 +1,15 @@
 // The native accept path (src/native/accept.c + src/server/native.ts) over a real Unix socket: body-less requests
-// to a socketless handler run without a net.Socket; everything else is handed over to the JavaScript path with
+// run without a net.Socket (the node interface's ServerResponse on a light socket); everything else is handed over to the JavaScript path with
 // the bytes already read. The rest of test/server and test/integration runs on it with NODE_UWSGI_ACCEPT=native.
 import net from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { text } from 'node:stream/consumers';
-import { socketlessHandlers, type Exchange, type ExchangeHandler } from '../../src/exchange.js';
+import type { Exchange, ExchangeHandler } from '../../src/exchange.js';
 import { encodeRequest } from '../../src/protocol/encoder.js';
 import { chooseAccept } from '../../src/server/native.js';
+import { createNodeHandler, type NodeHandler } from '../../src/interfaces/node.js';
 import { useCleanups } from '../helpers/cleanup.js';
 import { memoryLogger, nginxVars, parseRawResponse, startTestServer, type TestServer } from '../helpers/serve.js';
 import { networkInterfaces } from 'node:os';
@@ -25,19 +26,14 @@ afterEach(async () => {
 });
 const { defer, tempDir } = useCleanups('nu-native-');
 
-/** A socketless handler (as wsgi and fetch are) that records which response sink it was given. */
-function socketless(handler: ExchangeHandler): ExchangeHandler {
-  socketlessHandlers.add(handler);
-  return handler;
-}
-
 const sinks: string[] = [];
-const hello = socketless(async (ex) => {
+/** A handler that answers through the response sink (as wsgi and fetch do) and records which sink it was given. */
+const hello: ExchangeHandler = async (ex) => {
   sinks.push(ex.response.constructor.name);
   ex.response.writeHead(200, 'OK', [['Content-Type', 'text/plain']]);
   ex.response.write(`hello ${ex.vars[ex.vars.indexOf('REQUEST_URI') + 1]}`);
   ex.response.end();
-});
+};
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -57,7 +53,7 @@ function tcpRequest(host: string, port: number): Promise<Buffer> {
 }
 
 function start(handler: ExchangeHandler, config: Parameters<typeof startTestServer>[1] = {}): Promise<TestServer> {
-  return startTestServer(handler, { ...config, config: { native, nativeForAll: true, ...config.config } });
+  return startTestServer(handler, { ...config, config: { native, ...config.config } });
 }
 
 describe('native accept', () => {
@@ -80,7 +76,7 @@ describe('native accept', () => {
 
   it('hands a request with a body over to the JavaScript path, with the bytes already read', async () => {
     server = await start(
-      socketless(async (ex) => {
+      (async (ex) => {
         const body = await text(ex.body);
         ex.response.writeHead(200, 'OK', []);
         ex.response.write(`${ex.response.constructor.name} ${body.length}`);
@@ -90,6 +86,31 @@ describe('native accept', () => {
     const body = Buffer.alloc(300_000, 'x');
     const res = await server.request(nginxVars({ REQUEST_METHOD: 'POST', CONTENT_LENGTH: String(body.length) }), body);
     expect(res.body.toString()).toBe('SocketResponse 300000');
+  });
+
+  it('a body that came whole with the head is served natively from memory; one still coming goes to JavaScript', async () => {
+    server = await start(
+      (async (ex) => {
+        const body = await text(ex.body);
+        ex.response.writeHead(200, 'OK', []);
+        ex.response.write(`${ex.response.constructor.name} ${body.length} ${body.slice(0, 8)}`);
+        ex.response.end();
+      }),
+    );
+    const json = JSON.stringify({ items: Array.from({ length: 100 }, (_, i) => ({ i, name: `item ${i}` })) });
+    const vars = nginxVars({ REQUEST_METHOD: 'POST', CONTENT_LENGTH: String(Buffer.byteLength(json)), CONTENT_TYPE: 'application/json' });
+    expect((await server.request(vars, Buffer.from(json))).body.toString()).toBe(`NativeResponse ${json.length} ${json.slice(0, 8)}`);
+    // The same request with its body late: the head alone first, then the body.
+    const packet = encodeRequest(vars);
+    const raw = await new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      const socket = net.connect({ path: server!.path }, () => {
+        socket.write(packet);
+        setTimeout(() => socket.write(json), 50);
+      });
+      socket.on('data', (c) => chunks.push(c)).on('error', reject).on('close', () => resolve(Buffer.concat(chunks)));
+    });
+    expect(parseRawResponse(raw).body.toString()).toBe(`SocketResponse ${json.length} ${json.slice(0, 8)}`);
   });
 
   it('a peer that connects before it sends is waited for in C and served natively', async () => {
@@ -134,7 +155,7 @@ describe('native accept', () => {
     const big = Buffer.alloc(1024 * 1024);
     for (let i = 0; i < big.length; i++) big[i] = i % 251;
     server = await start(
-      socketless(async (ex) => {
+      (async (ex) => {
         ex.response.writeHead(200, 'OK', [['Content-Length', String(big.length)]]);
         for (let at = 0; at < big.length; at += 50_000) {
           if (!ex.response.write(big.subarray(at, at + 50_000))) await ex.response.drain();
@@ -150,7 +171,7 @@ describe('native accept', () => {
   it('the peer hanging up while the app awaits aborts its signal', async () => {
     let aborted: Promise<unknown> | undefined;
     server = await start(
-      socketless(async (ex: Exchange) => {
+      (async (ex: Exchange) => {
         aborted = new Promise((resolve) => ex.signal.addEventListener('abort', () => resolve(ex.signal.reason)));
         await aborted;
       }),
@@ -165,7 +186,7 @@ describe('native accept', () => {
   it('--request-timeout answers 504 on the native path and aborts the app', async () => {
     let signal: AbortSignal | undefined;
     server = await start(
-      socketless(async (ex) => {
+      (async (ex) => {
         signal = ex.signal;
         await new Promise((resolve) => setTimeout(resolve, 400));
       }),
@@ -179,7 +200,7 @@ describe('native accept', () => {
 
   it('an app that throws before the headers gets a 500; after them, the connection is cut', async () => {
     server = await start(
-      socketless(async (ex) => {
+      (async (ex) => {
         if (ex.vars.includes('/after')) {
           ex.response.writeHead(200, 'OK', []);
           ex.response.write('partial');
@@ -203,7 +224,7 @@ describe('native accept', () => {
 
   it('close() waits for the requests running natively', async () => {
     server = await start(
-      socketless(async (ex) => {
+      (async (ex) => {
         await sleep(200);
         ex.response.writeHead(200, 'OK', []);
         ex.response.end();
@@ -246,5 +267,148 @@ describe('native accept', () => {
       expect(lines).toHaveLength(1);
       expect(lines[0]).toMatchObject({ msg, ...fields });
     }
+  });
+});
+
+describe('native accept: the node interface on a light socket', () => {
+  /** A (req, res) app through the node adapter, as the CLI wires it. */
+  const node = (app: NodeHandler): ExchangeHandler => createNodeHandler(app);
+
+  it('serves (req, res) without a net.Socket: one write; the peer, the scheme and the access log as on the JavaScript path', async () => {
+    const seen: unknown[] = [];
+    server = await start(
+      node((req, res) => {
+        seen.push(req.socket.constructor.name, req.socket.remoteAddress, req.socket.remotePort, (req.socket as unknown as { encrypted?: boolean }).encrypted);
+        res.setHeader('Content-Type', 'text/plain');
+        res.end(`hello ${req.url} ${req.headers.host}`);
+      }),
+    );
+    const res = await server.request(nginxVars({ REQUEST_URI: '/n?x=1', REMOTE_ADDR: '203.0.113.9', REMOTE_PORT: '4242', HTTPS: 'on', HTTP_HOST: 'example.org' }));
+    expect(res.statusLine).toBe('HTTP/1.1 200 OK');
+    const names = res.headers.map(([name, value]) => `${name.toLowerCase()}: ${value}`);
+    expect(names).toContain('content-type: text/plain');
+    expect(names).toContain('connection: close');
+    expect(names.filter((h) => h.startsWith('transfer-encoding'))).toEqual([]);
+    expect(res.body.toString()).toBe('hello /n?x=1 example.org');
+    expect(seen).toEqual(['LightSocket', '203.0.113.9', 4242, true]);
+    expect(server.records.find((r) => r.msg === 'request')).toMatchObject({ status: 200, bytes: res.raw.length, uri: '/n?x=1' });
+  });
+
+  it('a streamed 4 MiB response with backpressure: the connection becomes a net.Socket past one write, whole and in order', async () => {
+    const big = Buffer.alloc(4 * 1024 * 1024);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 7) % 253;
+    const sockets = new Set<string>();
+    let drains = 0;
+    server = await start(
+      node(async (_req, res) => {
+        res.writeHead(200, { 'Content-Length': String(big.length) });
+        for (let at = 0; at < big.length; at += 16_384) {
+          sockets.add(res.socket!.constructor.name);
+          if (!res.write(big.subarray(at, at + 16_384))) {
+            drains++;
+            await new Promise((resolve) => res.once('drain', resolve));
+          }
+        }
+        res.end();
+      }),
+    );
+    // A slow reader, so that the kernel's buffers fill and the app has to wait for 'drain'.
+    const raw = await new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      const socket = net.connect({ path: server!.path }, () => socket.write(encodeRequest(nginxVars())));
+      socket.pause();
+      setTimeout(() => socket.resume(), 300);
+      socket.on('data', (c) => chunks.push(c)).on('error', reject).on('close', () => resolve(Buffer.concat(chunks)));
+    });
+    const res = parseRawResponse(raw);
+    expect(res.status).toBe(200);
+    expect(res.body.equals(big)).toBe(true);
+    expect(drains).toBeGreaterThan(0);
+    expect([...sockets]).toEqual(['LightSocket']);
+    expect(server.records.find((r) => r.msg === 'request')).toMatchObject({ status: 200, bytes: raw.length });
+  });
+
+  it('the peer hanging up while the app waits: res and the socket say close, the access log 499', async () => {
+    const events: string[] = [];
+    let started = false;
+    server = await start(
+      node((req, res) => {
+        started = true;
+        res.on('close', () => events.push(`res close finished=${res.writableFinished}`));
+        req.socket.on('close', () => events.push('socket close'));
+      }),
+    );
+    const socket = net.connect({ path: server.path }, () => socket.write(encodeRequest(nginxVars())));
+    while (!started) await sleep(10);
+    socket.destroy();
+    while (!server.records.some((r) => r.msg === 'request')) await sleep(10);
+    expect(events).toContain('res close finished=false');
+    expect(events).toContain('socket close');
+    expect(server.records.find((r) => r.msg === 'request')).toMatchObject({ status: 499 });
+  });
+
+  it('--request-timeout: 504, and the app hears its response close', async () => {
+    let closed = false;
+    server = await start(
+      node((_req, res) => {
+        res.on('close', () => (closed = true));
+      }),
+      { config: { requestTimeout: 100 } },
+    );
+    const res = await server.request(nginxVars());
+    expect(res.status).toBe(504);
+    while (!closed) await sleep(10);
+    expect(server.records.some((r) => r.code === 'ERR_REQUEST_TIMEOUT')).toBe(true);
+  });
+
+  const app = node((req, res) => {
+    if (req.url === '/throw') throw new Error('boom');
+    if (req.url === '/destroy') return void res.socket!.destroy();
+    res.setTimeout(50, () => res.end('timed'));
+  });
+
+  it('a throw before the head is a 500', async () => {
+    server = await start(app);
+    expect((await server.request(nginxVars({ REQUEST_URI: '/throw' }))).status).toBe(500);
+  });
+
+  it('res.socket.destroy() closes the connection without an answer', async () => {
+    server = await start(app);
+    expect((await server.send(encodeRequest(nginxVars({ REQUEST_URI: '/destroy' })))).length).toBe(0);
+    expect((await server.request(nginxVars({ REQUEST_URI: '/throw' }))).status).toBe(500);
+  });
+
+  it('res.setTimeout fires on the light socket, and on a net.Socket (the JavaScript path)', async () => {
+    server = await start(app);
+    expect((await server.request(nginxVars({ REQUEST_URI: '/late' }))).body.toString()).toBe('timed');
+    await server.close();
+    server = await startTestServer(app);
+    expect((await server.request(nginxVars({ REQUEST_URI: '/late' }))).body.toString()).toBe('timed');
+  });
+
+  it('a small JSON body that came with the head: the node app reads it on the light socket, as express.json() does', async () => {
+    server = await start(
+      node(async (req, res) => {
+        const body = JSON.parse(await text(req)) as { n: number };
+        res.setHeader('Content-Type', 'application/json');
+        res.end(JSON.stringify({ socket: req.socket.constructor.name, n: body.n, complete: req.complete, length: req.headers['content-length'] }));
+      }),
+    );
+    const json = JSON.stringify({ n: 42, pad: 'x'.repeat(2000) });
+    const vars = nginxVars({ REQUEST_METHOD: 'POST', CONTENT_LENGTH: String(json.length), CONTENT_TYPE: 'application/json' });
+    const res = await server.request(vars, Buffer.from(json));
+    expect(JSON.parse(res.body.toString())).toEqual({ socket: 'LightSocket', n: 42, complete: true, length: String(json.length) });
+  });
+
+  it('a request with a body is handed over: the node app reads it whole from a net.Socket', async () => {
+    server = await start(
+      node(async (req, res) => {
+        const body = await text(req);
+        res.end(`${req.socket.constructor.name} ${body.length}`);
+      }),
+    );
+    const body = Buffer.alloc(300_000, 'y');
+    const res = await server.request(nginxVars({ REQUEST_METHOD: 'POST', CONTENT_LENGTH: String(body.length) }), body);
+    expect(res.body.toString()).toBe('Socket 300000');
   });
 });
