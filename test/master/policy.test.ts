@@ -736,9 +736,28 @@ describe('recycling', () => {
     sim.beat(2, 0, 2000);
     expect(effects(sim.beat(2, 0, 2000))).toEqual([]);
     const third = sim.beat(2, 0, 2000);
-    expect(effects(third)).toEqual([{ type: 'spawn', id: 4, generation: 1 }]);
+    // Others accept: it stops taking requests at once, as uWSGI's reload-on-rss does, while its replacement boots.
+    expect(effects(third)).toEqual([
+      { type: 'spawn', id: 4, generation: 1 },
+      { type: 'drain', id: 2, cause: 'max-rss' },
+    ]);
     expect(logs(third, 'info')[0]?.fields).toMatchObject({ worker: 2, cause: 'max-rss', rss: 2000 });
-    expect(effects(sim.ready(4))).toEqual([{ type: 'drain', id: 2, cause: 'max-rss' }]);
+    expect(effects(sim.ready(4))).toEqual([]);
+  });
+
+  it('max-rss with one worker waits for the replacement, unless the master holds the sockets (native accept)', () => {
+    const shared = Sim.booted({ workers: 1, maxRss: 1000, rssSamples: 1 });
+    expect(effects(shared.beat(1, 0, 1500))).toEqual([{ type: 'spawn', id: 2, generation: 1 }]);
+    expect(effects(shared.ready(2))).toEqual([{ type: 'drain', id: 1, cause: 'max-rss' }]);
+
+    const held = Sim.booted({ workers: 1, maxRss: 1000, rssSamples: 1, socketsOutliveWorkers: true });
+    expect(effects(held.beat(1, 0, 1500))).toEqual([
+      { type: 'spawn', id: 2, generation: 1 },
+      { type: 'drain', id: 1, cause: 'max-rss' },
+    ]);
+    expect(effects(held.ready(2))).toEqual([]);
+    held.exitRetired();
+    expect(held.ids('ready')).toEqual([2]);
   });
 
   it('max-rss does not queue behind a recycling under way; max-requests waits for any', () => {
@@ -746,11 +765,19 @@ describe('recycling', () => {
     expect(effects(sim.beat(1, 100))).toEqual([{ type: 'spawn', id: 4, generation: 1 }]);
     sim.beat(2, 0, 1500);
     sim.beat(3, 0, 1500);
-    expect(effects(sim.beat(2, 0, 1500))).toEqual([{ type: 'spawn', id: 5, generation: 1 }]);
-    expect(effects(sim.beat(3, 0, 1500))).toEqual([{ type: 'spawn', id: 6, generation: 1 }]);
+    expect(effects(sim.beat(2, 0, 1500))).toEqual([
+      { type: 'spawn', id: 5, generation: 1 },
+      { type: 'drain', id: 2, cause: 'max-rss' },
+    ]);
+    // Worker 1 (waiting for its max-requests replacement) still accepts: 3 may stop at once too.
+    expect(effects(sim.beat(3, 0, 1500))).toEqual([
+      { type: 'spawn', id: 6, generation: 1 },
+      { type: 'drain', id: 3, cause: 'max-rss' },
+    ]);
     expect([4, 5, 6].map((id) => sim.policy.workers.get(id)!.replaces)).toEqual([1, 2, 3]);
+    sim.take();
     for (const id of [4, 5, 6]) sim.ready(id);
-    expect(byCause(sim.take(), 'drain')).toEqual([1, 2, 3]);
+    expect(byCause(sim.take(), 'drain')).toEqual([1]);
     sim.exit(2, 0);
     sim.exit(3, 0);
     // Worker 1 is still draining: a worker at its --max-requests waits until it has gone.
@@ -762,7 +789,10 @@ describe('recycling', () => {
     const sim = Sim.booted({ maxRss: 1000, rssSamples: 3 });
     sim.beat(1, 0, 1500);
     sim.beat(1, 0, 1500);
-    expect(effects(sim.beat(1, 0, 1500))).toEqual([{ type: 'spawn', id: 4, generation: 1 }]);
+    expect(effects(sim.beat(1, 0, 1500))).toEqual([
+      { type: 'spawn', id: 4, generation: 1 },
+      { type: 'drain', id: 1, cause: 'max-rss' },
+    ]);
     // Twice the limit is still the small overshoot: counted, not at once.
     expect(effects(sim.beat(2, 0, 2000))).toEqual([]);
     const hard = sim.beat(2, 0, 2001);
@@ -779,8 +809,8 @@ describe('recycling', () => {
       },
     ]);
     expect(sim.policy.workers.get(5)!.replaces).toBe(2);
-    // A worker whose replacement is starting stops accepting at once when it goes past twice, without a second one.
-    expect(effects(sim.beat(1, 0, 2500))).toEqual([{ type: 'drain', id: 1, cause: 'max-rss' }]);
+    // A draining worker past twice: neither a second replacement nor a second drain.
+    expect(effects(sim.beat(1, 0, 2500))).toEqual([]);
     expect(effects(sim.ready(4))).toEqual([]);
     expect(effects(sim.ready(5))).toEqual([]);
     sim.exit(1, 0);
@@ -920,6 +950,7 @@ describe('properties', () => {
     maxRequestsJitter: fc.integer({ min: 0, max: 50 }),
     maxRss: fc.constantFrom(0, 1500),
     rssSamples: fc.integer({ min: 1, max: 3 }),
+    socketsOutliveWorkers: fc.boolean(),
     harakiri: fc.constantFrom(0, 2000, 5000),
     bootTimeout: fc.constantFrom(3000, 60_000),
     gracefulTimeout: fc.constantFrom(1000, 30_000),
