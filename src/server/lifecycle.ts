@@ -192,7 +192,8 @@ export abstract class RequestLifecycle implements Exchange, StallListener {
     this.close();
   }
 
-  /** Answered before the app ran (413 on --http): logged, not counted in the tracker (it never started). */
+  /** Answered before the app ran (--http: a 413, or a 408 while a chunked body is read whole): logged, not counted
+   * in the tracker (it never started). */
   refused(status: number): void {
     this.finished = true;
     this.status = status;
