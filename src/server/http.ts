@@ -3,15 +3,13 @@
 // uwsgi_params builds them (nginx/uwsgi_params), and the exchange then runs exactly as a uwsgi one: the
 // adapters write a complete HTTP/1.1 response with `Connection: close` to the raw socket, as they do towards
 // nginx, so one request per connection and no chunked framing, whatever the interface.
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import http, { IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { unlinkSync } from 'node:fs';
-import type { Logger } from 'pino';
 import { codeOf, UwsgiError } from '../errors.js';
-import type { Exchange } from '../exchange.js';
 import { formatSocketAddress, type SocketAddress } from '../options.js';
-import { answerAppFailure, answerRequestTimeout, simpleResponse } from './connection.js';
+import { lifecycleContext, RequestLifecycle, simpleResponse, SocketLifecycle, type LifecycleContext } from './lifecycle.js';
 import { listenOn } from './listen.js';
 import { admitPeer } from './allow.js';
 import { SocketResponse } from './response.js';
@@ -112,7 +110,10 @@ export function documentUri(path: string): string {
 
 /** The uwsgi server's settings that apply here too; the header timeout is node:http's (0 leaves its default). */
 export interface HttpListenerConfig
-  extends Pick<ServerConfig, 'handler' | 'log' | 'accessLog' | 'multiprocess' | 'chmodSocket' | 'shared' | 'requestTimeout' | 'headerTimeout' | 'tracker' | 'allowList' | 'backlog' | 'onAcceptError'> {
+  extends Pick<
+    ServerConfig,
+    'handler' | 'log' | 'accessLog' | 'multiprocess' | 'chmodSocket' | 'shared' | 'requestTimeout' | 'headerTimeout' | 'bodyTimeout' | 'sendTimeout' | 'tracker' | 'allowList' | 'backlog' | 'onAcceptError'
+  > {
   /** Largest request body (--max-body-size); 0 disables. */
   readonly maxBodySize: number;
 }
@@ -134,13 +135,14 @@ export function createHttpListener(config: HttpListenerConfig): HttpListener {
   /** Sockets with a request being served: a pipelined second request on one is not served (we close after). */
   const busy = new WeakSet<Socket>();
   const onAcceptError = acceptErrorListener(config);
+  const ctx = lifecycleContext(config, 'http');
 
   const track = (done: Promise<void>): void => {
     inflight.add(done);
     void done.then(() => inflight.delete(done));
   };
 
-  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+  const onRequest = (req: HttpRequest, res: ServerResponse): void => {
     const socket = req.socket;
     if (busy.has(socket)) {
       req.resume();
@@ -152,20 +154,20 @@ export function createHttpListener(config: HttpListenerConfig): HttpListener {
     track(serve(req, socket, Buffer.alloc(0), false));
   };
 
-  const onUpgrade = (req: IncomingMessage, socket: Socket, head: Buffer): void => {
+  const onUpgrade = (req: HttpRequest, socket: Socket, head: Buffer): void => {
     busy.add(socket);
     track(serve(req, socket, head, true));
   };
 
-  function serve(req: IncomingMessage, socket: Socket, head: Buffer, upgrade: boolean): Promise<void> {
-    return serveHttpRequest(req, socket, head, upgrade, config).catch((err: unknown) => {
+  function serve(req: HttpRequest, socket: Socket, head: Buffer, upgrade: boolean): Promise<void> {
+    return serveHttpRequest(req, socket, head, upgrade, config, ctx).catch((err: unknown) => {
       config.log.error({ err, code: codeOf(err) }, 'HTTP request failed');
       socket.destroy();
     });
   }
 
   // `Expect: 100-continue`: a body over --max-body-size is refused before the client sends it.
-  const onCheckContinue = (req: IncomingMessage, res: ServerResponse): void => {
+  const onCheckContinue = (req: HttpRequest, res: ServerResponse): void => {
     const length = Number(req.headers['content-length']);
     if (!(config.maxBodySize > 0 && length > config.maxBodySize)) res.writeContinue();
     onRequest(req, res);
@@ -177,7 +179,8 @@ export function createHttpListener(config: HttpListenerConfig): HttpListener {
       try {
         for (const address of addresses) {
           const server = http.createServer({
-            // Timeouts of our own (--request-timeout); node's 300 s request timeout would cut long uploads.
+            IncomingMessage: HttpRequest,
+            // Timeouts of our own (--request-timeout, --body-timeout); node's 300 s request timeout would cut long uploads.
             requestTimeout: 0,
             headersTimeout: config.headerTimeout || 60_000,
             noDelay: true,
@@ -221,53 +224,69 @@ export function createHttpListener(config: HttpListenerConfig): HttpListener {
   };
 }
 
-class HttpExchange implements Exchange {
+/** node:http's request, telling the lifecycle of each piece of its body as the parser hands it over (--body-timeout
+ * counts silence between pieces as for a uwsgi request; an IncomingMessage the app reads is paced by the app). */
+class HttpRequest extends IncomingMessage {
+  lifecycle: RequestLifecycle | undefined;
+
+  override push(chunk: unknown, encoding?: BufferEncoding): boolean {
+    const lifecycle = this.lifecycle;
+    if (lifecycle !== undefined) {
+      if (chunk === null) lifecycle.bodyEnded();
+      else lifecycle.bodyData((chunk as Buffer).length);
+    }
+    return super.push(chunk, encoding);
+  }
+}
+
+class HttpExchange extends SocketLifecycle {
   readonly modifier1 = 0;
   readonly modifier2 = 0;
-  status = 0;
+  /** Set once the body's length is known (a chunked body is read whole first). */
+  vars: string[] = [];
   readonly response: SocketResponse;
-  readonly controller = new AbortController();
-  takenOver = false;
 
   constructor(
-    readonly vars: string[],
-    readonly contentLength: number,
-    readonly body: Readable,
-    readonly log: Logger,
+    ctx: LifecycleContext,
     readonly socket: Socket,
-    readonly multiprocess: boolean,
-    readonly upgrade: boolean,
     method: string,
+    uri: string,
+    readonly upgrade: boolean,
+    public contentLength: number,
+    public body: Readable,
     private readonly head: Buffer,
   ) {
+    super(ctx, method, uri);
     this.response = new SocketResponse(socket, method);
   }
 
-  get signal(): AbortSignal {
-    return this.controller.signal;
-  }
-
-  abort(reason: unknown): void {
-    this.controller.abort(reason);
+  override get bodyIfMade(): Readable {
+    return this.body;
   }
 
   takeOver(): Buffer {
-    if (this.takenOver) throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: 'the connection was already taken over' });
-    this.takenOver = true;
-    this.status = 101;
+    this.handOver(this.socket);
     return this.head;
+  }
+
+  protected unreadBody(): Readable | undefined {
+    return this.contentLength > 0 && !this.body.readableEnded ? this.body : undefined;
+  }
+
+  protected override remote(): string | undefined {
+    return this.socket.remoteAddress;
   }
 }
 
 /** Serves one request of the HTTP listener; resolves once its connection is closed. Never rejects. */
 async function serveHttpRequest(
-  req: IncomingMessage,
+  req: HttpRequest,
   socket: Socket,
   head: Buffer,
   upgrade: boolean,
   config: HttpListenerConfig,
+  ctx: LifecycleContext,
 ): Promise<void> {
-  const started = process.hrtime.bigint();
   const closed = new Promise<void>((resolve) => (socket.destroyed ? resolve() : socket.once('close', () => resolve())));
   socket.on('error', (err: NodeJS.ErrnoException) => config.log.debug({ err, code: err.code }, 'connection error'));
   const method = req.method ?? 'GET';
@@ -282,6 +301,13 @@ async function serveHttpRequest(
   let length: number | undefined = declared === undefined || chunked ? undefined : Number(declared);
   let body: Readable = req;
 
+  // Made before the parser hands over a byte of the body, which it does right after this synchronous part.
+  const exchange = new HttpExchange(ctx, socket, method, uri, upgrade && (length ?? 0) === 0, length ?? 0, req, head);
+  socket.once('close', () => {
+    ctx.sendWatch?.unwatch(socket);
+    exchange.connectionClosed();
+  });
+
   const refuse = (status: number, err: UwsgiError): Promise<void> => {
     config.log.warn({ code: err.code, method, uri }, err.message);
     socket.end(simpleResponse(status, `${err.message}\n`));
@@ -289,35 +315,30 @@ async function serveHttpRequest(
     req.resume();
     const linger = setTimeout(() => socket.destroy(), LINGER_MS);
     void closed.then(() => clearTimeout(linger));
-    logAccess(status);
+    exchange.refused(status);
     return closed;
   };
-
-  function logAccess(status: number): void {
-    if (!config.accessLog) return;
-    config.log.info(
-      {
-        method,
-        uri,
-        status,
-        bytes: socket.bytesWritten,
-        duration: Number(process.hrtime.bigint() - started) / 1e6,
-        remote: socket.remoteAddress,
-        protocol: 'http',
-      },
-      'request',
-    );
-  }
 
   if (length !== undefined && limit > 0 && length > limit) {
     return refuse(413, new UwsgiError('ERR_BODY_TOO_LARGE', { length, limit }));
   }
+  if (!upgrade && (chunked || (length ?? 0) > 0)) {
+    req.lifecycle = exchange;
+    exchange.bodyStarted();
+  }
+  exchange.watchSend(socket);
   if (chunked && !upgrade) {
     const whole = await readWhole(req, socket, limit);
     if (whole === 'too large') {
+      exchange.bodyEnded();
       return refuse(413, new UwsgiError('ERR_BODY_TOO_LARGE', { length: `more than ${limit}`, limit }));
     }
     if (whole === undefined) {
+      // --body-timeout answered 408 (and logged why) before the app could run.
+      if (exchange.status === 408) {
+        exchange.refused(408);
+        return closed;
+      }
       config.log.debug('peer closed the connection before the request body was complete');
       socket.destroy();
       return closed;
@@ -345,54 +366,10 @@ async function serveHttpRequest(
     body = Readable.from([]);
     req.resume();
   }
-
-  const exchange = new HttpExchange(
-    vars,
-    contentLength,
-    body,
-    config.log,
-    socket,
-    config.multiprocess ?? false,
-    upgrade && contentLength === 0,
-    method,
-    head,
-  );
-  const token = config.tracker ? config.tracker.start(method, uri) : -1;
-  let responseDone = false;
-  let timer: NodeJS.Timeout | undefined;
-  if (config.requestTimeout) {
-    timer = setTimeout(() => {
-      if (!responseDone) answerRequestTimeout(exchange, config.requestTimeout!, config.log, method, uri);
-    }, config.requestTimeout);
-  }
-  void closed.then(() => {
-    if (timer !== undefined) clearTimeout(timer);
-    if (!responseDone && !exchange.takenOver) {
-      exchange.controller.abort(new Error('the peer closed the connection'));
-      if (!body.readableEnded) body.destroy();
-    }
-  });
-
-  try {
-    await config.handler(exchange);
-  } catch (err) {
-    answerAppFailure(exchange, err, config.log, uri);
-  }
-  responseDone = true;
-  if (timer !== undefined) clearTimeout(timer);
-  if (exchange.status === 0) exchange.status = exchange.response.status;
-  if (config.tracker) config.tracker.end(token, exchange.status, socket.bytesWritten);
-  logAccess(exchange.status);
-  if (!socket.destroyed && !exchange.takenOver) {
-    // The body the app left unread is drained first, so that the client reads the response, not a reset.
-    if (contentLength > 0 && !body.readableEnded) {
-      body.on('error', () => {});
-      body.once('end', () => socket.end());
-      body.resume();
-    } else {
-      socket.end();
-    }
-  }
+  exchange.vars = vars;
+  exchange.contentLength = contentLength;
+  exchange.body = body;
+  exchange.run();
   return closed;
 }
 

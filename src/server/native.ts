@@ -11,15 +11,14 @@ import net, { type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { getSystemErrorName } from 'node:util';
-import type { Logger } from 'pino';
 import type { BlockList } from 'node:net';
-import { codeOf, statusOf, UwsgiError } from '../errors.js';
+import { UwsgiError } from '../errors.js';
 import { formatSocketAddress, type SocketAddress } from '../options.js';
 import { isAllowed } from './allow.js';
-import type { Exchange, ResponseSink } from '../exchange.js';
+import type { ResponseSink } from '../exchange.js';
 import { RequestDecoder, type DecoderHandler, type RequestHead } from '../protocol/decoder.js';
-import { getVar } from '../protocol/vars.js';
-import { handleConnection, scanHead, scanned, simpleResponse, type ConnectionContext } from './connection.js';
+import { handleConnection, scanHead, scanned, type ConnectionContext } from './connection.js';
+import { RequestLifecycle } from './lifecycle.js';
 import { LightSocket, type LightSocketOwner } from './light-socket.js';
 import { FramedResponse, waitDrain } from './response.js';
 
@@ -227,24 +226,17 @@ function adopt(addon: NativeAddon, fd: number): Socket | undefined {
 
 /** A request on the native path: the same Exchange the adapters get from connection.ts, without a socket until
  * one is needed. */
-class NativeExchange implements Exchange, LightSocketOwner {
-  status = 0;
+class NativeExchange extends RequestLifecycle implements LightSocketOwner {
   readonly modifier1: number;
   readonly modifier2: number;
   readonly vars: string[];
   readonly contentLength: number;
-  readonly multiprocess: boolean;
   readonly upgrade = false;
   readonly response: NativeResponse;
   /** The connection as a net.Socket, once the response outgrew one write (or someone asked for the socket). */
   conn: Socket | undefined;
   /** The fd is closed, or no longer this exchange's to write to (a timeout's answer, the peer's hang-up). */
   private answered = false;
-  private finished = false;
-  private readonly started: bigint;
-  private token = -1;
-  private timer: NodeJS.Timeout | undefined;
-  private controller: AbortController | undefined;
   private stream: Readable | undefined;
   /** The connection as the node interface sees it (light-socket.ts), once it asked. */
   private light: LightSocket | undefined;
@@ -253,22 +245,16 @@ class NativeExchange implements Exchange, LightSocketOwner {
     private readonly listener: NativeListener,
     readonly fd: number,
     head: RequestHead,
-    readonly method: string,
-    readonly uri: string | undefined,
+    method: string,
+    uri: string | undefined,
     readonly bodyBytes: Buffer | undefined,
   ) {
-    const ctx = listener.ctx;
+    super(listener.ctx, method, uri);
     this.contentLength = head.contentLength;
     this.modifier1 = head.modifier1;
     this.modifier2 = head.modifier2;
     this.vars = head.vars;
-    this.multiprocess = ctx.multiprocess;
     this.response = new NativeResponse(this, method);
-    this.started = ctx.accessLog ? process.hrtime.bigint() : 0n;
-  }
-
-  get log(): Logger {
-    return this.listener.ctx.log;
   }
 
   get body(): Readable {
@@ -278,11 +264,6 @@ class NativeExchange implements Exchange, LightSocketOwner {
       this.stream.push(null);
     }
     return this.stream;
-  }
-
-  get signal(): AbortSignal {
-    this.controller ??= new AbortController();
-    return this.controller.signal;
   }
 
   /** The connection for the node interface's ServerResponse: a light socket whose writes are collected for one
@@ -306,105 +287,51 @@ class NativeExchange implements Exchange, LightSocketOwner {
     throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: 'not an upgrade request' });
   }
 
-  abort(reason: unknown): void {
-    if (this.controller === undefined) this.controller = new AbortController();
-    this.controller.abort(reason);
-  }
-
-  run(): void {
-    const ctx = this.listener.ctx;
-    if (ctx.tracker) this.token = ctx.tracker.start(this.method, this.uri ?? '');
-    if (ctx.requestTimeout) this.timer = setTimeout(timeOut, ctx.requestTimeout, this);
-    let result: Promise<void>;
-    try {
-      result = ctx.handler(this);
-    } catch (err) {
-      result = Promise.reject(err);
-    }
-    result.then(
-      () => this.finish(),
-      (err: unknown) => this.fail(err),
-    );
-  }
-
   /** The addon saw the peer hang up while the app runs. */
   peerClosed(): void {
     if (this.finished || this.answered) return;
     this.answered = true;
-    this.log.debug('peer closed the connection before the response was complete');
-    this.abort(new Error('the peer closed the connection'));
+    this.connectionClosed();
     this.light?.gone();
   }
 
-  /** Whether any of the response has gone out or been collected (connection.ts responseStarted). */
-  private responseStarted(): boolean {
-    return this.response.headersSent || this.status !== 0 || this.response.size > 0;
+  protected wroteAny(): boolean {
+    return this.response.size > 0;
   }
 
-  private fail(err: unknown): void {
-    const log = this.log;
-    if (this.answered || this.conn?.destroyed) {
-      log.debug({ err }, 'app failed after the peer closed the connection');
-    } else if (!this.responseStarted()) {
-      const status = statusOf(err);
-      this.status = status;
-      log.error({ err, code: codeOf(err), uri: this.uri }, 'app failed before the response started');
-      this.response.replace(simpleResponse(status, status === 500 ? 'Internal Server Error\n' : `${(err as Error).message}\n`));
-    } else {
-      log.error({ err, code: codeOf(err), uri: this.uri }, 'app failed after the response started: connection cut');
-      this.cut();
-    }
-    this.finish();
+  protected gone(): boolean {
+    return this.answered || this.conn?.destroyed === true;
   }
 
-  /** Closes the connection without (more of) an answer. */
-  cut(): void {
-    if (this.conn !== undefined) this.conn.destroy();
-    else if (!this.answered) this.listener.addon.close(this.fd);
-    this.answered = true;
+  protected bytesOut(): number {
+    const conn = this.conn;
+    return conn !== undefined ? conn.bytesWritten : this.answered ? 0 : this.response.size;
   }
 
-  /** --request-timeout: a 504 if nothing of the response exists yet; the app is told through its signal. */
-  timedOut(): void {
-    this.timer = undefined;
-    if (this.finished || this.answered || this.responseStarted()) return;
-    const ctx = this.listener.ctx;
-    const err = new UwsgiError('ERR_REQUEST_TIMEOUT', { seconds: ctx.requestTimeout! / 1000 });
-    this.status = 504;
-    this.log.warn({ code: err.code, method: this.method, uri: this.uri, timeoutMs: ctx.requestTimeout }, err.message);
-    this.abort(err);
+  protected writeAnswer(text: string): void {
+    this.response.replace(text);
+  }
+
+  protected endWith(text: string): void {
     if (this.conn !== undefined) {
-      this.conn.end(simpleResponse(504, 'Gateway Timeout: the app did not answer in time\n'));
+      this.conn.end(text);
     } else {
-      this.send(Buffer.from(simpleResponse(504, 'Gateway Timeout: the app did not answer in time\n'), 'utf8'));
+      this.send(Buffer.from(text, 'utf8'));
       this.answered = true;
       this.light?.gone();
     }
     this.answered = true;
   }
 
-  private finish(): void {
-    if (this.finished) return;
-    this.finished = true;
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    const ctx = this.listener.ctx;
+  /** Closes the connection without (more of) an answer. */
+  override cut(): void {
+    if (this.conn !== undefined) this.conn.destroy();
+    else if (!this.answered) this.listener.addon.close(this.fd);
+    this.answered = true;
+  }
+
+  protected close(): void {
     const conn = this.conn;
-    if (this.status === 0) this.status = this.response.status;
-    const bytes = conn !== undefined ? conn.bytesWritten : this.answered ? 0 : this.response.size;
-    if (ctx.tracker) ctx.tracker.end(this.token, this.status, bytes);
-    if (ctx.accessLog) {
-      ctx.log.info(
-        {
-          method: this.method,
-          uri: this.uri,
-          status: this.status,
-          bytes,
-          duration: Number(process.hrtime.bigint() - this.started) / 1e6,
-          remote: getVar(this.vars, 'REMOTE_ADDR'),
-        },
-        'request',
-      );
-    }
     if (conn !== undefined) {
       if (!conn.destroyed) conn.end();
       // The listener counts this request until the socket closes, as the JavaScript path does.
@@ -432,16 +359,10 @@ class NativeExchange implements Exchange, LightSocketOwner {
   }
 
   private watch(socket: Socket): void {
-    const ctx = this.listener.ctx;
+    const ctx = this.ctx;
     socket.on('error', (err: NodeJS.ErrnoException) => ctx.log.debug({ err, code: err.code }, 'connection error'));
     if (ctx.sendWatch === undefined) return;
-    ctx.sendWatch.watch(socket, (pending) => {
-      if (socket.destroyed) return;
-      const err = new UwsgiError('ERR_SEND_TIMEOUT', { seconds: ctx.sendWatch!.seconds, pending });
-      ctx.log.warn({ code: err.code, method: this.method, uri: this.uri, pending }, err.message);
-      this.abort(err);
-      socket.destroy();
-    });
+    this.watchSend(socket);
     socket.once('close', () => ctx.sendWatch?.unwatch(socket));
   }
 
@@ -458,21 +379,11 @@ class NativeExchange implements Exchange, LightSocketOwner {
     this.conn = socket;
     this.watch(socket);
     this.light?.attach(socket);
-    socket.on('close', () => {
-      if (!this.finished) {
-        this.log.debug('peer closed the connection before the response was complete');
-        this.abort(new Error('the peer closed the connection'));
-      }
-    });
+    socket.on('close', () => this.connectionClosed());
     // The peer sends nothing more on a body-less request: reading sees its hang-up.
     socket.resume();
     return socket;
   }
-
-}
-
-function timeOut(ex: NativeExchange): void {
-  ex.timedOut();
 }
 
 /** The ResponseSink of a native request: collects the head and body for one write; past COLLECT_LIMIT (or when the

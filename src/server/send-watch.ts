@@ -5,8 +5,13 @@
 // delete; measured with 1e6 of each).
 import type { Socket } from 'node:net';
 
+/** Told once when the peer of a watched socket stops taking response bytes (lifecycle.ts RequestLifecycle). */
+export interface StallListener {
+  sendStalled(socket: Socket, pending: number): void;
+}
+
 interface Watched {
-  onStall: (pending: number) => void;
+  listener: StallListener;
   /** Bytes the peer has taken in whole writes (bytesWritten less what still waits), at the last scan. */
   taken: number;
   /** Bytes of the write in progress that libuv still holds: it shrinks as the peer takes part of a big write. */
@@ -32,9 +37,9 @@ export class SendWatch {
     this.tick = Math.max(10, Math.min(1000, Math.floor(timeoutMs / 4)));
   }
 
-  /** Watches `socket` until unwatch(); `onStall` is called once if its peer stops taking response bytes. */
-  watch(socket: Socket, onStall: (pending: number) => void): void {
-    this.sockets.set(socket, { onStall, taken: 0, queued: 0, lastProgress: Date.now() });
+  /** Watches `socket` until unwatch(); `listener` is told once if its peer stops taking response bytes. */
+  watch(socket: Socket, listener: StallListener): void {
+    this.sockets.set(socket, { listener, taken: 0, queued: 0, lastProgress: Date.now() });
     if (this.timer === undefined) {
       this.timer = setInterval(() => this.scan(), this.tick);
       this.timer.unref();
@@ -62,7 +67,7 @@ export class SendWatch {
         watched.lastProgress = now;
       } else if (now - watched.lastProgress >= this.timeoutMs) {
         this.unwatch(socket);
-        watched.onStall(pending);
+        watched.listener.sendStalled(socket, pending);
         continue;
       }
       watched.taken = taken;

@@ -6,11 +6,11 @@ import type { Logger } from 'pino';
 import type { ExchangeHandler } from '../exchange.js';
 import { formatSocketAddress, type SocketAddress } from '../options.js';
 import type { DecoderLimits } from '../protocol/decoder.js';
-import { handleConnection, type RequestTracker } from './connection.js';
+import { handleConnection } from './connection.js';
+import { lifecycleContext, type RequestTracker } from './lifecycle.js';
 import { effectiveBacklog, listenOn, prepareAddress, setSocketMode } from './listen.js';
 import { bindSocket, NativeListener, type NativeAddon } from './native.js';
 import { admitPeer } from './allow.js';
-import { SendWatch } from './send-watch.js';
 
 export interface ServerConfig {
   readonly handler: ExchangeHandler;
@@ -60,16 +60,9 @@ export function createServer(config: ServerConfig): UwsgiServer {
   const unixPaths: string[] = [];
   const inflight = new Set<Promise<void>>();
   const context = {
-    handler: config.handler,
-    log: config.log,
+    ...lifecycleContext(config),
     limits: config.limits,
-    accessLog: config.accessLog ?? false,
-    multiprocess: config.multiprocess ?? false,
-    requestTimeout: config.requestTimeout ?? 0,
     headerTimeout: config.headerTimeout ?? 0,
-    bodyTimeout: config.bodyTimeout ?? 0,
-    sendWatch: config.sendTimeout ? new SendWatch(config.sendTimeout) : undefined,
-    tracker: config.tracker,
   };
 
   const allowList = config.allowList;

@@ -2,7 +2,7 @@
 // while the event loop is blocked: that is exactly when the master needs to know what the worker was doing.
 // Writing a slot costs a few hundred nanoseconds per request; no message leaves the process per request.
 import { RequestCounters } from '../ops/stats.js';
-import type { RequestTracker } from '../server/connection.js';
+import type { RequestTracker } from '../server/lifecycle.js';
 
 export const SLOTS = 64;
 const TEXT_BYTES = 240;

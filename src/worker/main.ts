@@ -92,6 +92,8 @@ async function main(): Promise<void> {
       shared: true,
       requestTimeout: options.requestTimeout * 1000,
       headerTimeout: options.headerTimeout * 1000,
+      bodyTimeout: options.bodyTimeout * 1000,
+      sendTimeout: options.sendTimeout * 1000,
       tracker: table,
       allowList: buildAllowList(options.allowFrom ?? []),
       backlog: options.backlog,
@@ -104,8 +106,6 @@ async function main(): Promise<void> {
       native: config.nativeFds.length > 0 ? nativeOrWarn(log) : undefined,
       nativeFds: config.nativeFds,
       limits: { maxVarsSize: options.maxVarsSize, maxVars: options.maxVars, maxBodySize: options.maxBodySize },
-      bodyTimeout: options.bodyTimeout * 1000,
-      sendTimeout: options.sendTimeout * 1000,
     });
     await server.listen(options.socket);
     httpListener = createHttpListener({ ...common, maxBodySize: options.maxBodySize });

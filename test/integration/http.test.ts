@@ -1,16 +1,28 @@
 // --http: the plain HTTP/1.1 listener beside the uwsgi socket, in the real CLI (dist/cli.js), driven with fetch():
-// every interface, uploads (sized and chunked), a streamed download, 413, failures, WebSocket, and the uwsgi
-// socket serving the same app at the same time.
+// every interface, uploads (sized and chunked), a streamed download, 413, failures, WebSocket, the uwsgi
+// socket serving the same app at the same time, and --body-timeout / --send-timeout.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { CLI, ROOT, expectedDownload, freePort, seededBytes, sha256, startServer, type ServerProcess } from './nginx.js';
+import {
+  CLI,
+  ROOT,
+  expectedDownload,
+  freePort,
+  parseResponse,
+  seededBytes,
+  sha256,
+  startServer,
+  type LogLine,
+  type ServerProcess,
+} from './nginx.js';
 
 const MAX_BODY = 1024 * 1024;
 
@@ -223,5 +235,94 @@ describe('--http beside the uwsgi socket', () => {
     } finally {
       await server.stop();
     }
+  });
+});
+
+// The uwsgi sockets' --body-timeout and --send-timeout (test/server/limits.test.ts, upgrade-send.test.ts) on --http:
+// one request lifecycle serves both (src/server/lifecycle.ts).
+describe('--http honours --body-timeout and --send-timeout', () => {
+  let dir: string;
+  let server: ServerProcess;
+  let port: number;
+  const WARN = 40;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'nu-http-'));
+    let base: string;
+    ({ server, base } = await startWithHttp('limits-app.mjs', dir, ['--body-timeout', '1', '--send-timeout', '1']));
+    port = Number(base.split(':')[2]);
+  }, 60_000);
+  afterAll(async () => {
+    await server?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** The first log line from index `mark` on that matches (waiting for it). */
+  const logAfter = (mark: number, match: (line: LogLine) => boolean): Promise<LogLine> =>
+    server.waitForLog((line) => server.logs.indexOf(line) >= mark && match(line), 15_000);
+  const appEvent = (mark: number, route: string, event: string): Promise<LogLine> =>
+    logAfter(mark, (line) => line.msg === 'limits-app: event' && line.route === route && line.event === event);
+
+  async function expectStillServing(tag: string): Promise<void> {
+    const res = await fetch(`http://127.0.0.1:${port}/hello?${tag}`);
+    expect(await res.json()).toEqual({ hello: tag });
+  }
+
+  /** Writes `parts` with `gapMs` between them; resolves with what came back once the server closed. */
+  function slowSend(parts: string[], gapMs: number): Promise<{ raw: Buffer; ms: number }> {
+    return new Promise((resolve) => {
+      const started = Date.now();
+      const chunks: Buffer[] = [];
+      const socket = net.connect({ host: '127.0.0.1', port });
+      let i = 0;
+      const next = (): void => {
+        if (i < parts.length && !socket.destroyed) socket.write(parts[i++]!);
+        if (i < parts.length) setTimeout(next, gapMs);
+      };
+      socket.on('connect', next);
+      socket.on('data', (c: Buffer) => chunks.push(c));
+      socket.on('error', () => {});
+      socket.on('close', () => resolve({ raw: Buffer.concat(chunks), ms: Date.now() - started }));
+    });
+  }
+
+  const head = (framing: string): string => `POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\n${framing}Connection: close\r\n\r\n`;
+
+  it('a stalled request body: 408 ERR_BODY_TIMEOUT, the app’s body stream errors, the next request is served', async () => {
+    const mark = server.logs.length;
+    // Two pieces 600 ms apart keep it alive (each gap under the 1 s timeout); then silence.
+    const { raw, ms } = await slowSend([head('Content-Length: 1000\r\n'), 'x'.repeat(50), 'x'.repeat(50)], 600);
+    expect(ms).toBeGreaterThanOrEqual(2000);
+    expect(parseResponse(raw).status).toBe(408);
+    const line = await logAfter(mark, (l) => l.code === 'ERR_BODY_TIMEOUT' && l.msg !== 'limits-app: event');
+    expect(line).toMatchObject({ level: WARN, method: 'POST', uri: '/upload' });
+    expect(line.msg).toContain('(100 of 1000 received)');
+    expect(await appEvent(mark, 'upload', 'read failed')).toMatchObject({ code: 'ERR_BODY_TIMEOUT', length: 100 });
+    await expectStillServing('after-body-timeout');
+  });
+
+  it('a stalled chunked body (read whole before the app runs): 408 ERR_BODY_TIMEOUT, the app never runs', async () => {
+    const mark = server.logs.length;
+    const { raw } = await slowSend([head('Transfer-Encoding: chunked\r\n'), '5\r\nhello\r\n'], 100);
+    expect(parseResponse(raw).status).toBe(408);
+    const line = await logAfter(mark, (l) => l.code === 'ERR_BODY_TIMEOUT');
+    expect(line).toMatchObject({ level: WARN, uri: '/upload' });
+    expect(await logAfter(mark, (l) => l.msg === 'request' && l.uri === '/upload')).toMatchObject({ status: 408, protocol: 'http' });
+    expect(server.logs.slice(mark).filter((l) => l.msg === 'limits-app: event')).toEqual([]);
+    await expectStillServing('after-chunked-body-timeout');
+  });
+
+  it('a peer that stops reading a big response: cut after --send-timeout with ERR_SEND_TIMEOUT, the app stops', async () => {
+    const mark = server.logs.length;
+    const socket = net.connect({ host: '127.0.0.1', port });
+    socket.on('error', () => {});
+    socket.pause(); // reads nothing, ever
+    socket.write('GET /endless HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    const line = await logAfter(mark, (l) => l.code === 'ERR_SEND_TIMEOUT');
+    expect(line).toMatchObject({ level: WARN, method: 'GET', uri: '/endless' });
+    expect(line.pending as number).toBeGreaterThan(0);
+    expect(await appEvent(mark, 'endless', 'stopped writing')).toBeDefined();
+    socket.destroy();
+    await expectStillServing('after-send-timeout');
   });
 });
