@@ -277,6 +277,12 @@ class NativeExchange extends RequestLifecycle implements LightSocketOwner {
     this.response.collect(chunk);
   }
 
+  /** The response is still being written and nothing of it has left: a stream (server-sent events, a long
+   * response), not the one write of a finished answer. */
+  streaming(): boolean {
+    return !this.finished && !this.answered && this.conn === undefined;
+  }
+
   endEarly(): void {
     if (this.answered || this.conn !== undefined) return;
     this.answered = true;
@@ -386,6 +392,18 @@ class NativeExchange extends RequestLifecycle implements LightSocketOwner {
   }
 }
 
+/** Responses with bytes collected in this turn of the loop, checked once in its check phase (one setImmediate for
+ * all of them). */
+let unflushed: NativeResponse[] = [];
+let flushing: NodeJS.Immediate | undefined;
+
+function flushUnended(): void {
+  flushing = undefined;
+  const responses = unflushed;
+  unflushed = [];
+  for (const response of responses) response.flushIfOpen();
+}
+
 /** The ResponseSink of a native request: collects the head and body for one write; past COLLECT_LIMIT (or when the
  * app waits for a drain) the connection becomes a net.Socket and the rest streams with backpressure. */
 class NativeResponse extends FramedResponse implements ResponseSink {
@@ -420,7 +438,7 @@ class NativeResponse extends FramedResponse implements ResponseSink {
       this.chunks.push(isString ? Buffer.from(chunk, 'utf8') : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
       this.size += length;
     }
-    if (this.size <= COLLECT_LIMIT) return true;
+    if (this.size <= COLLECT_LIMIT) return this.queue();
     return this.spill();
   }
 
@@ -429,6 +447,25 @@ class NativeResponse extends FramedResponse implements ResponseSink {
     this.chunks.push(chunk);
     this.size += chunk.length;
     if (this.size > COLLECT_LIMIT) this.spill();
+    else this.queue();
+  }
+
+  private queued = false;
+
+  /** Collected bytes wait for the end of the app's turn: if the response has not ended by then (the app writes,
+   * then awaits), they go out and the rest streams, so that a client sees what was written as it is written. */
+  private queue(): true {
+    if (!this.queued) {
+      this.queued = true;
+      unflushed.push(this);
+      flushing ??= setImmediate(flushUnended);
+    }
+    return true;
+  }
+
+  flushIfOpen(): void {
+    this.queued = false;
+    if (this.chunks.length > 0 && this.ex.streaming()) this.spill();
   }
 
   /** The response outgrows one write: the connection becomes a net.Socket and what was collected goes out. */

@@ -275,9 +275,15 @@ describe('WSGI responses', () => {
     expect((await server!.request(nginxVars())).body.toString()).toBe('ab');
     expect(closed).toBe(1);
     const cut = await server!.request(nginxVars({ PATH_INFO: '/fail' }));
-    // After the headers went out the connection is cut: no second status line is appended.
-    expect(cut.status).toBe(200);
-    expect(cut.body.toString()).toBe('a');
+    if (process.env.NODE_UWSGI_ACCEPT === 'native') {
+      // The native path still held the response in memory when the app failed in the same turn: nothing is sent
+      // (nginx answers 502), rather than a cut-short body that the close would make look whole.
+      expect(cut.raw.length).toBe(0);
+    } else {
+      // After the headers went out the connection is cut: no second status line is appended.
+      expect(cut.status).toBe(200);
+      expect(cut.body.toString()).toBe('a');
+    }
     expect(closed).toBe(2);
   });
 

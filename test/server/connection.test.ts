@@ -54,8 +54,13 @@ describe('handleConnection', () => {
       throw new Error('late');
     });
     const res = await server.request(nginxVars());
-    expect(res.status).toBe(200);
-    expect(res.body.toString()).toBe('partial');
+    if (process.env.NODE_UWSGI_ACCEPT === 'native') {
+      // Failed in the same turn as the write: the native path held the partial response and sends nothing.
+      expect(res.raw.length).toBe(0);
+    } else {
+      expect(res.status).toBe(200);
+      expect(res.body.toString()).toBe('partial');
+    }
     expect(server.records.some((r) => r.level === 50 && /connection cut/.test(r.msg))).toBe(true);
   });
 

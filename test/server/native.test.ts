@@ -412,3 +412,61 @@ describe('native accept: the node interface on a light socket', () => {
     expect(res.body.toString()).toBe('Socket 300000');
   });
 });
+
+describe('native accept: a response still being written reaches the client as it is written', () => {
+  /** Connects, sends a request, resolves with the bytes received once `until` matches them (the response goes on). */
+  function firstBytes(path: string, until: RegExp): Promise<{ text: string; socket: net.Socket }> {
+    return new Promise((resolve, reject) => {
+      let text = '';
+      const socket = net.connect({ path }, () => socket.write(encodeRequest(nginxVars())));
+      socket.setEncoding('latin1');
+      socket.on('data', (chunk: string) => {
+        text += chunk;
+        if (until.test(text)) resolve({ text, socket });
+      });
+      socket.on('error', reject);
+      socket.on('close', () => reject(new Error(`closed after ${JSON.stringify(text)}`)));
+    });
+  }
+
+  it('server-sent events from a node app: the first event arrives while the response is open', async () => {
+    let stop!: () => void;
+    const stopped = new Promise<void>((resolve) => (stop = resolve));
+    server = await start(
+      createNodeHandler((_req, res) => {
+        res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' });
+        res.write('data: first\n\n');
+        const timer = setInterval(() => res.write('data: tick\n\n'), 50);
+        res.on('close', () => {
+          clearInterval(timer);
+          stop();
+        });
+      }),
+    );
+    const { text, socket } = await firstBytes(server.path, /data: first\n\n/);
+    expect(text).toMatch(/^HTTP\/1.1 200 OK\r\n[^]*content-type: text\/event-stream/i);
+    socket.destroy();
+    await stopped;
+  });
+
+  it('a response sink written in parts with waits between them: each part arrives before the next is written', async () => {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    server = await start(async (ex) => {
+      ex.response.writeHead(200, 'OK', [['Content-Type', 'text/plain']]);
+      ex.response.write('part one;');
+      await released;
+      ex.response.write('part two');
+      ex.response.end();
+    });
+    const { text, socket } = await firstBytes(server.path, /part one;/);
+    expect(text).not.toContain('part two');
+    socket.removeAllListeners('close').removeAllListeners('data');
+    const rest = new Promise<string>((resolve) => {
+      let more = '';
+      socket.on('data', (chunk: string) => (more += chunk)).on('close', () => resolve(more));
+    });
+    release();
+    expect(await rest).toBe('part two');
+  });
+});
