@@ -1,7 +1,8 @@
 // Microbenchmark for the fetch adapter alone (issue 12): the CPU time per request (user + system, so garbage
 // collection on V8's helper threads counts) of createFetchHandler(app) over an
 // in-memory exchange (the vars nginx sends for a browser's GET, a response sink that keeps nothing), for the hello
-// app (with the global Response and with node-uwsgi's) and a Hono app (with each as the global one), against another build's adapter in the same process, rounds interleaved. Each request is
+// app (with the global Response and with node-uwsgi's) and a Hono app (with each as the global one), each with the
+// light Request and (-real) a real one, against another build's adapter in the same process, rounds interleaved. Each request is
 // awaited before the next, as one connection's would be. Prints the median CPU ns per request and the ratio.
 // Usage: `node bench/fetch-adapter.js` (build first); env BENCH_FETCH_BASE (a path to another build's
 // interfaces/fetch.js: the A of the A/B; without it, only this build), BENCH_FETCH_REQUESTS (50000 per round),
@@ -13,6 +14,7 @@ const REQUESTS = Number(process.env.BENCH_FETCH_REQUESTS ?? 50_000);
 const ROUNDS = Number(process.env.BENCH_FETCH_ROUNDS ?? 11);
 const builds = { current: await import('../dist/interfaces/fetch.js') };
 const { Response: LightResponse } = await import('../dist/interfaces/fetch-response.js');
+const { installOwnRequest } = await import('../dist/interfaces/fetch-request.js');
 if (process.env.BENCH_FETCH_BASE) builds.base = await import(process.env.BENCH_FETCH_BASE);
 
 // What nginx 1.22 sends for a browser's GET / with uwsgi_params.
@@ -95,9 +97,11 @@ const light = {
 };
 const hono = new Hono();
 hono.get('/items/:id', (c) => c.text(`item ${c.req.param('id')} ${c.req.query('sort')}`));
-// hono-own: the same Hono app with node-uwsgi's Response as the global one, as --own-response makes it.
-const apps = { hello, light, hono, 'hono-own': hono };
+// hono-own: the same Hono app with node-uwsgi's Response as the global one, as --own-response makes it. The
+// -real rows: node-uwsgi's global Request not installed, so the adapter builds a real Request (--real-request).
+const apps = { hello, 'hello-real': hello, light, 'light-real': light, hono, 'hono-real': hono, 'hono-own': hono };
 const NativeResponse = globalThis.Response;
+let restoreRequest;
 
 const samples = {};
 let check = 0;
@@ -106,6 +110,12 @@ for (let round = 0; round < ROUNDS; round++) {
   if (round % 2 === 1) names.reverse();
   for (const [appName, app] of Object.entries(apps)) {
     globalThis.Response = appName === 'hono-own' ? LightResponse : NativeResponse;
+    if (appName.endsWith('-real')) {
+      restoreRequest?.();
+      restoreRequest = undefined;
+    } else {
+      restoreRequest ??= installOwnRequest();
+    }
     for (const build of names) {
       const handler = builds[build].createFetchHandler(app);
       const start = process.cpuUsage();
