@@ -1,6 +1,7 @@
 // The Request a fetch app gets: by default a light one (`instanceof Request`) whose url, method, headers and
-// signal come straight from the vars and the exchange, and which builds the real platform Request only when
-// asked for anything else (body, text(), clone()...). The real one cost 2.5-3.5 µs per request on Node 24 with
+// signal come straight from the vars and the exchange, whose text(), json(), arrayBuffer() and bytes() read the
+// connection's stream directly, and which builds the real platform Request only when asked for anything else
+// (body, blob(), clone()...). The real one cost 2.5-3.5 µs per request on Node 24 with
 // nginx's headers, before the app read a field. A light request is no platform object, so the platform's own
 // `new Request(request)` and `fetch(request)` cannot read it: node-uwsgi's global Request and fetch (installed by
 // the worker unless --real-request, src/worker/main.ts) take it, and the adapter makes light requests only while
@@ -54,15 +55,25 @@ function hasBody(method: string, source: RequestSource): boolean {
   return method !== 'GET' && method !== 'HEAD' && source.contentLength > 0;
 }
 
-/** A real Request for the exchange; throws what the platform's constructor throws (a URL or method it refuses). */
-export function realRequest(source: RequestSource, url: string, method: string, headers: Headers): Request {
+/** A real Request for the exchange; throws what the platform's constructor throws (a URL or method it refuses).
+ * `bodyRead`: the body was read already (a light request's text()...): the Request's body is used, as after its
+ * own text(). */
+export function realRequest(source: RequestSource, url: string, method: string, headers: Headers, bodyRead = false): Request {
   const init: RequestInit & { duplex?: 'half' } = { method, headers };
+  let used: ReadableStream<Uint8Array> | undefined;
   if (hasBody(method, source)) {
-    init.body = Readable.toWeb(source.body) as ReadableStream<Uint8Array>;
+    if (bodyRead) {
+      used = new ReadableStream<Uint8Array>({ start: (controller) => controller.close() });
+      init.body = used;
+    } else {
+      init.body = Readable.toWeb(source.body) as ReadableStream<Uint8Array>;
+    }
     init.duplex = 'half';
   }
   const request = new ServedRequest(url, init);
   request[kSource] = source;
+  // A read disturbs the stream at once: bodyUsed, clone() and new Request(request) then answer as after a read.
+  if (used !== undefined) used.getReader().read().catch(() => {});
   return request;
 }
 
@@ -71,6 +82,7 @@ const kMethod = Symbol('uwsgi.method');
 const kPairs = Symbol('uwsgi.headerPairs');
 const kHeaders = Symbol('uwsgi.headers');
 const kReal = Symbol('uwsgi.request');
+const kBodyRead = Symbol('uwsgi.bodyRead');
 
 /** The light request. Its fields are what the real one would answer: `url` already serialized by the URL parser,
  * `method` one the platform keeps as it is (see LIGHT_METHODS). */
@@ -81,6 +93,7 @@ class LightRequest {
   [kPairs]: readonly string[];
   [kHeaders]: Headers | undefined;
   [kReal]: Request | undefined;
+  [kBodyRead]: boolean;
   constructor(source: RequestSource, url: string, method: string, pairs: readonly string[]) {
     this[kSource] = source;
     this[kUrl] = url;
@@ -88,6 +101,7 @@ class LightRequest {
     this[kPairs] = pairs;
     this[kHeaders] = undefined;
     this[kReal] = undefined;
+    this[kBodyRead] = false;
   }
 }
 
@@ -107,7 +121,31 @@ function headers(self: LightRequest): Headers {
 
 /** The real Request a light one stands for, made on first use. */
 export function realOf(self: LightRequest): Request {
-  return (self[kReal] ??= realRequest(self[kSource], self[kUrl], self[kMethod], headers(self)));
+  return (self[kReal] ??= realRequest(self[kSource], self[kUrl], self[kMethod], headers(self), self[kBodyRead]));
+}
+
+const utf8 = new TextDecoder();
+
+/**
+ * The body as one Buffer, read from the connection's stream without a real Request (its web stream, Readable.toWeb's
+ * adapter and their promises per chunk); undefined where the real Request answers: no body, or the real one made.
+ */
+function readBody(self: LightRequest): Promise<Buffer> | undefined {
+  if (self[kReal] !== undefined || !hasBody(self[kMethod], self[kSource])) return undefined;
+  if (self[kBodyRead]) return Promise.reject(new TypeError('Body is unusable: Body has already been read'));
+  self[kBodyRead] = true;
+  return collect(self[kSource].body);
+}
+
+async function collect(body: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of body) chunks.push(chunk as Buffer);
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+}
+
+/** A copy in an ArrayBuffer of its own, as the platform's arrayBuffer() gives. */
+function arrayBufferOf(bytes: Buffer): ArrayBuffer {
+  return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
 }
 
 // What the app reads without the real Request; the rest of Request.prototype, below, asks the real one.
@@ -147,8 +185,36 @@ Object.defineProperties(prototype, {
   },
   bodyUsed: {
     get(this: LightRequest) {
-      return this[kReal]?.bodyUsed ?? false;
+      return this[kBodyRead] || (this[kReal]?.bodyUsed ?? false);
     },
+    configurable: true,
+  },
+  text: {
+    value(this: LightRequest) {
+      return readBody(this)?.then((bytes) => utf8.decode(bytes)) ?? realOf(this).text();
+    },
+    writable: true,
+    configurable: true,
+  },
+  json: {
+    value(this: LightRequest) {
+      return readBody(this)?.then((bytes) => JSON.parse(utf8.decode(bytes)) as unknown) ?? realOf(this).json();
+    },
+    writable: true,
+    configurable: true,
+  },
+  arrayBuffer: {
+    value(this: LightRequest) {
+      return readBody(this)?.then(arrayBufferOf) ?? realOf(this).arrayBuffer();
+    },
+    writable: true,
+    configurable: true,
+  },
+  bytes: {
+    value(this: LightRequest) {
+      return readBody(this)?.then((bytes) => new Uint8Array(arrayBufferOf(bytes))) ?? (realOf(this) as Request & { bytes(): Promise<Uint8Array> }).bytes();
+    },
+    writable: true,
     configurable: true,
   },
 });

@@ -26,6 +26,7 @@ afterEach(async () => {
 
 /** Serves `app`, sends one request, returns the status and the body as text. */
 async function once(app: FetchApp, vars: string[], body?: Buffer): Promise<{ status: number; body: string }> {
+  await server?.close();
   server = await startTestServer(createFetchHandler(app));
   const res = await server.request(vars, body);
   return { status: res.status, body: res.body.toString('utf8') };
@@ -88,10 +89,10 @@ describe('light Request', () => {
   });
 
   it.each([
-    ['text()', (r: Request) => r.text(), '{"a":[1,2]}'],
-    ['json()', async (r: Request) => JSON.stringify(await r.json()), '{"a":[1,2]}'],
-    ['arrayBuffer()', async (r: Request) => Buffer.from(await r.arrayBuffer()).toString(), '{"a":[1,2]}'],
-    ['bytes()', async (r: Request) => Buffer.from(await (r as Request & { bytes(): Promise<Uint8Array> }).bytes()).toString(), '{"a":[1,2]}'],
+    ['text()', (r: Request) => r.text(), '{"a":[1,2]}', 'light'],
+    ['json()', async (r: Request) => JSON.stringify(await r.json()), '{"a":[1,2]}', 'light'],
+    ['arrayBuffer()', async (r: Request) => Buffer.from(await r.arrayBuffer()).toString(), '{"a":[1,2]}', 'light'],
+    ['bytes()', async (r: Request) => Buffer.from(await (r as Request & { bytes(): Promise<Uint8Array> }).bytes()).toString(), '{"a":[1,2]}', 'light'],
     [
       'blob()',
       async (r: Request) => {
@@ -99,6 +100,7 @@ describe('light Request', () => {
         return `${blob.type} ${await blob.text()}`;
       },
       'application/json {"a":[1,2]}',
+      'light, real made',
     ],
     [
       'the body stream',
@@ -108,8 +110,9 @@ describe('light Request', () => {
         return `${out} ${r.bodyUsed}`;
       },
       '{"a":[1,2]} true',
+      'light, real made',
     ],
-  ])('reads a POST body through %s, which makes the real Request', async (_name, read, expected) => {
+  ])('reads a POST body through %s', async (_name, read, expected, made) => {
     let kind = '';
     const [vars, body] = post('{"a":[1,2]}');
     const res = await once(async (request) => {
@@ -118,7 +121,44 @@ describe('light Request', () => {
       return new Response(out);
     }, vars, body);
     expect(res).toEqual({ status: 200, body: expected });
-    expect(kind).toBe('light, real made');
+    // text(), json(), arrayBuffer() and bytes() read the connection's stream without a real Request.
+    expect(kind).toBe(made);
+  });
+
+  it('decodes as the platform does (BOM dropped, bad bytes replaced), rejects bad JSON, copies arrayBuffer()', async () => {
+    const bytes = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('hé'), Buffer.from([0xff])]);
+    const vars = nginxVars({ REQUEST_METHOD: 'PUT', CONTENT_LENGTH: String(bytes.length) });
+    const res = await once(async (request) => {
+      const direct = await request.text();
+      const platform = await new PlatformRequest('http://x.test/', { method: 'PUT', body: bytes }).text();
+      return new Response(JSON.stringify([direct === platform, direct, requestKindOf(request)]));
+    }, vars, bytes);
+    expect(JSON.parse(res.body)).toEqual([true, 'hé\ufffd', 'light']);
+    const bad = await once(async (request) => new Response(await request.json().catch((err: Error) => err.name)), vars, bytes);
+    expect(bad.body).toBe('SyntaxError');
+    const res2 = await once(async (request) => {
+      const buffer = await request.arrayBuffer();
+      return new Response(`${buffer.byteLength} ${buffer instanceof ArrayBuffer}`);
+    }, vars, bytes);
+    expect(res2.body).toBe(`${bytes.length} true`);
+  });
+
+  it('after a direct read answers as a real Request after its text(): bodyUsed, body locked, no clone or copy', async () => {
+    const [vars, body] = post('once');
+    const res = await once(async (request) => {
+      const text = await request.text();
+      const refusals = [() => request.clone(), () => new Request(request)].map((make) => {
+        try {
+          make();
+          return 'made';
+        } catch (err) {
+          return (err as Error).name;
+        }
+      });
+      const again = await request.json().catch((err: Error) => err.name);
+      return new Response([text, request.bodyUsed, request.body?.locked, ...refusals, again, requestKindOf(request)].join(' '));
+    }, vars, body);
+    expect(res.body).toBe('once true true TypeError TypeError TypeError light, real made');
   });
 
   it('refuses a second read of the body, as a real Request does', async () => {
@@ -199,7 +239,6 @@ describe('light Request', () => {
     );
     expect(propfind.status).toBe(200);
     expect(kind).toBe('real PROPFIND');
-    await server!.close();
     let called = false;
     const trace = await once(() => {
       called = true;
