@@ -134,7 +134,7 @@ describe('light Request', () => {
       return new Response(JSON.stringify([direct === platform, direct, requestKindOf(request)]));
     }, vars, bytes);
     expect(JSON.parse(res.body)).toEqual([true, 'hé\ufffd', 'light']);
-    const bad = await once(async (request) => new Response(await request.json().catch((err: Error) => err.name)), vars, bytes);
+    const bad = await once(async (request) => new Response(String(await request.json().catch((err: Error) => err.name))), vars, bytes);
     expect(bad.body).toBe('SyntaxError');
     const res2 = await once(async (request) => {
       const buffer = await request.arrayBuffer();
