@@ -12,8 +12,9 @@ import type { Exchange } from '../exchange.js';
 const PlatformRequest: typeof globalThis.Request = globalThis.Request;
 const platformFetch = globalThis.fetch;
 
-/** What a served request reads: the exchange's body, signal (made on first use) and logger. */
-export type RequestSource = Pick<Exchange, 'contentLength' | 'body' | 'signal' | 'log'>;
+/** What a served request reads: the exchange's body (whole in bodyBytes when it came with the head), signal (made
+ * on first use) and logger. */
+export type RequestSource = Pick<Exchange, 'contentLength' | 'body' | 'bodyBytes' | 'signal' | 'log'>;
 
 const kSource = Symbol('uwsgi.exchange');
 
@@ -66,7 +67,7 @@ export function realRequest(source: RequestSource, url: string, method: string, 
       used = new ReadableStream<Uint8Array>({ start: (controller) => controller.close() });
       init.body = used;
     } else {
-      init.body = Readable.toWeb(source.body) as ReadableStream<Uint8Array>;
+      init.body = source.bodyBytes ?? (Readable.toWeb(source.body) as ReadableStream<Uint8Array>);
     }
     init.duplex = 'half';
   }
@@ -134,7 +135,8 @@ function readBody(self: LightRequest): Promise<Buffer> | undefined {
   if (self[kReal] !== undefined || !hasBody(self[kMethod], self[kSource])) return undefined;
   if (self[kBodyRead]) return Promise.reject(new TypeError('Body is unusable: Body has already been read'));
   self[kBodyRead] = true;
-  return collect(self[kSource].body);
+  const whole = self[kSource].bodyBytes;
+  return whole === undefined ? collect(self[kSource].body) : Promise.resolve(whole);
 }
 
 async function collect(body: Readable): Promise<Buffer> {
