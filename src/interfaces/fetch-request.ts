@@ -246,9 +246,6 @@ Object.defineProperty(prototype, Symbol.for('nodejs.util.inspect.custom'), {
     return `Request ${inspect({ method: this[kMethod], url: this[kUrl], headers: headers(this) }, options)}`;
   },
 });
-// `request instanceof Request` holds, for the platform's Request and node-uwsgi's.
-Object.setPrototypeOf(prototype, PlatformRequest.prototype);
-
 /**
  * node-uwsgi's global Request: the platform's, except that it also copies a light request
  * (`new Request(request)`, `new Request(request, init)`). What it constructs are platform Requests, and every
@@ -266,6 +263,9 @@ const OwnRequest = class Request extends PlatformRequest {
   }
 };
 Object.defineProperty(prototype, 'constructor', { value: OwnRequest, writable: true, configurable: true });
+// `request instanceof Request` holds, for the platform's Request and node-uwsgi's, and what an app adds to the
+// global Request.prototype reaches light requests too.
+Object.setPrototypeOf(prototype, OwnRequest.prototype);
 
 /** node-uwsgi's global fetch: the platform's, given the real Request for a light one. */
 function fetch(...args: Parameters<typeof platformFetch>): ReturnType<typeof platformFetch> {

@@ -21,9 +21,11 @@ beforeAll(() => {
 afterAll(() => restore?.());
 
 let server: TestServer | undefined;
+const afterCase: Array<() => void> = [];
 afterEach(async () => {
   await server?.close();
   server = undefined;
+  for (const undo of afterCase.splice(0)) undo();
 });
 
 /** Serves `app`, sends one request, returns the status and the body as text. */
@@ -42,6 +44,9 @@ function post(body: string, over: Record<string, string> = {}): [string[], Buffe
 describe('light Request', () => {
   it('answers url, method and headers from the vars without a real Request, and is instanceof Request', async () => {
     let seen: Record<string, unknown> = {};
+    // What an app adds to the global Request.prototype (a polyfill, say) reaches the light request.
+    Object.defineProperty(Request.prototype, 'added', { value: 'from Request.prototype', configurable: true });
+    afterCase.push(() => delete (Request.prototype as unknown as Record<string, unknown>).added);
     await once(
       (request) => {
         seen = {
@@ -56,6 +61,7 @@ describe('light Request', () => {
           platform: request instanceof PlatformRequest,
           tag: Object.prototype.toString.call(request),
           name: request.constructor.name,
+          added: (request as Request & { added?: string }).added,
           inspected: inspect(request),
         };
         return new Response('ok');
@@ -74,6 +80,7 @@ describe('light Request', () => {
       platform: true,
       tag: '[object Request]',
       name: 'Request',
+      added: 'from Request.prototype',
       inspected: expect.stringContaining("url: 'http://shop.test/a/c%20d?q=1&r'"),
     });
   });
