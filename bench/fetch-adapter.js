@@ -1,7 +1,8 @@
 // Microbenchmark for the fetch adapter alone (issue 12): the CPU time per request (user + system, so garbage
 // collection on V8's helper threads counts) of createFetchHandler(app) over an
 // in-memory exchange (the vars nginx sends for a browser's GET, a response sink that keeps nothing), for the hello
-// app (with the global Response and with node-uwsgi's) and a Hono app (with each as the global one), against another build's adapter in the same process, rounds interleaved. Each request is
+// app (with the global Response and with node-uwsgi's) and a Hono app (with each as the global one), each with the
+// light Request and (-real) a real one, and a POST whose JSON body the app reads (json), against another build's adapter in the same process, rounds interleaved. Each request is
 // awaited before the next, as one connection's would be. Prints the median CPU ns per request and the ratio.
 // Usage: `node bench/fetch-adapter.js` (build first); env BENCH_FETCH_BASE (a path to another build's
 // interfaces/fetch.js: the A of the A/B; without it, only this build), BENCH_FETCH_REQUESTS (50000 per round),
@@ -13,6 +14,7 @@ const REQUESTS = Number(process.env.BENCH_FETCH_REQUESTS ?? 50_000);
 const ROUNDS = Number(process.env.BENCH_FETCH_ROUNDS ?? 11);
 const builds = { current: await import('../dist/interfaces/fetch.js') };
 const { Response: LightResponse } = await import('../dist/interfaces/fetch-response.js');
+const { installOwnRequest } = await import('../dist/interfaces/fetch-request.js');
 if (process.env.BENCH_FETCH_BASE) builds.base = await import(process.env.BENCH_FETCH_BASE);
 
 // What nginx 1.22 sends for a browser's GET / with uwsgi_params.
@@ -25,6 +27,10 @@ const VARS = [
   'HTTP_ACCEPT', 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8',
   'HTTP_ACCEPT_LANGUAGE', 'en-US,en;q=0.5', 'HTTP_ACCEPT_ENCODING', 'gzip, deflate, br',
 ];
+
+// A JSON API's POST: the same headers, a 40-byte body.
+const BODY = Buffer.from('{"name":"ada","tags":["a","b"],"n":42}\n');
+const POST_VARS = VARS.map((v, i) => (VARS[i - 1] === 'REQUEST_METHOD' ? 'POST' : VARS[i - 1] === 'CONTENT_LENGTH' ? String(BODY.length) : VARS[i - 1] === 'CONTENT_TYPE' ? 'application/json' : v));
 
 const noop = () => {};
 const log = { debug: noop, info: noop, warn: noop, error: noop };
@@ -51,10 +57,18 @@ class Sink {
 
 // The server's exchange as the adapters see it: body and signal made on first use, as in server/connection.ts.
 class Exchange {
+  constructor(post = false) {
+    if (post) {
+      this.vars = POST_VARS;
+      this.contentLength = BODY.length;
+      this.#post = true;
+    }
+  }
   modifier1 = 0;
   modifier2 = 0;
   vars = VARS;
   contentLength = 0;
+  #post = false;
   status = 0;
   multiprocess = false;
   upgrade = false;
@@ -68,7 +82,7 @@ class Exchange {
     return this.#controller.signal;
   }
   get body() {
-    this.#body ??= Readable.from([]);
+    this.#body ??= Readable.from(this.#post ? [BODY] : []);
     return this.#body;
   }
   takeOver() {
@@ -95,9 +109,18 @@ const light = {
 };
 const hono = new Hono();
 hono.get('/items/:id', (c) => c.text(`item ${c.req.param('id')} ${c.req.query('sort')}`));
-// hono-own: the same Hono app with node-uwsgi's Response as the global one, as --own-response makes it.
-const apps = { hello, light, hono, 'hono-own': hono };
+// hono-own: the same Hono app with node-uwsgi's Response as the global one, as --own-response makes it. The
+// -real rows: node-uwsgi's global Request not installed, so the adapter builds a real Request (--real-request).
+// json: a POST whose JSON body the app reads with request.json().
+const json = {
+  async fetch(request) {
+    const data = await request.json();
+    return new Response(`${data.name} ${data.n}\n`);
+  },
+};
+const apps = { hello, 'hello-real': hello, light, 'light-real': light, hono, 'hono-real': hono, 'hono-own': hono, json, 'json-real': json };
 const NativeResponse = globalThis.Response;
+let restoreRequest;
 
 const samples = {};
 let check = 0;
@@ -106,11 +129,17 @@ for (let round = 0; round < ROUNDS; round++) {
   if (round % 2 === 1) names.reverse();
   for (const [appName, app] of Object.entries(apps)) {
     globalThis.Response = appName === 'hono-own' ? LightResponse : NativeResponse;
+    if (appName.endsWith('-real')) {
+      restoreRequest?.();
+      restoreRequest = undefined;
+    } else {
+      restoreRequest ??= installOwnRequest();
+    }
     for (const build of names) {
       const handler = builds[build].createFetchHandler(app);
       const start = process.cpuUsage();
       for (let i = 0; i < REQUESTS; i++) {
-        const exchange = new Exchange();
+        const exchange = new Exchange(appName.startsWith('json'));
         await handler(exchange);
         check += exchange.response.status;
       }

@@ -76,6 +76,7 @@ export const TARGETS = [
   nodeUwsgi('node', 'node-uwsgi node', 'examples/hello-node.js', []),
   nodeUwsgi('fetch', 'node-uwsgi fetch', 'examples/hello-fetch.js', []),
   nodeUwsgi('fetch-response', 'fetch, its Response', 'examples/hello-fetch-response.js', [], { extra: true }),
+  nodeUwsgi('fetch-real', 'fetch --real-request', 'examples/hello-fetch.js', ['--real-request'], { extra: true }),
   nodeUwsgi('wsgi-js', 'wsgi --accept js', 'examples/hello-wsgi.js', ACCEPT_JS, { extra: true }),
   nodeUwsgi('node-js', 'node --accept js', 'examples/hello-node.js', ACCEPT_JS, { extra: true }),
   nodeUwsgi('node-native', 'node --accept native', 'examples/hello-node.js', ['--accept', 'native'], { extra: true }),

@@ -27,6 +27,7 @@ export interface Options {
   backlog: number | undefined;
   interface: InterfaceName;
   ownResponse: boolean;
+  realRequest: boolean;
   accept: AcceptMode;
   logLevel: LogLevel;
   accessLog: boolean;
@@ -114,6 +115,13 @@ export const OPTIONS = [
     name: 'ownResponse',
     flag: 'own-response',
     help: "fetch apps: the global Response is node-uwsgi's own, written without a stream (replaces globalThis.Response)",
+    default: false,
+    parse: () => true,
+  }),
+  option<'realRequest'>({
+    name: 'realRequest',
+    flag: 'real-request',
+    help: "fetch apps: the Request is a real one and the global Request and fetch the platform's (by default node-uwsgi's light Request, which its global Request and fetch take: they replace globalThis.Request and fetch)",
     default: false,
     parse: () => true,
   }),

@@ -2,73 +2,47 @@
 // `export default { fetch }`). The Request's URL comes from the scheme, Host and REQUEST_URI; its body streams
 // from the connection and its signal aborts when the peer goes away; the Response body streams back with
 // backpressure.
-import { Readable } from 'node:stream';
 import { UwsgiError } from '../errors.js';
 import type { Exchange, ExchangeHandler, HeaderList } from '../exchange.js';
 import { requestLineOf } from '../protocol/vars.js';
+import { headersOf, LIGHT_METHODS, lightRequest, lightRequestsAccepted, realRequest, type RequestSource } from './fetch-request.js';
 import { lightParts, TEXT, type LightParts } from './fetch-response.js';
+import { queuedBody } from './stream-internals.js';
 
 type FetchFunction = (request: Request) => Response | Promise<Response>;
 export type FetchApp = FetchFunction | { fetch: FetchFunction };
 
 export function createFetchHandler(app: FetchApp): ExchangeHandler {
   const call: FetchFunction = typeof app === 'function' ? app : (request) => app.fetch(request);
-  const handler: ExchangeHandler = (exchange) => serveFetch(call, exchange);
+  // Light requests only while the global Request and fetch take them (fetch-request.ts).
+  const light = lightRequestsAccepted();
+  const handler: ExchangeHandler = (exchange) => serveFetch(call, exchange, light);
   return handler;
 }
 
-/** What a served Request's signal comes from: the exchange's, made on first use. */
-type SignalSource = Pick<Exchange, 'signal'>;
-const kSource = Symbol('uwsgi.exchange');
-
-/**
- * The Request apps get: a real WHATWG Request (so `new Request(request)`, `fetch(request)` and `clone()` work),
- * constructed without a `signal` in its init. A Request given a signal makes one of its own that follows it
- * (a listener, a WeakRef and a FinalizationRegistry entry): 11 µs of the 16 µs a Request cost, Node 24
- * (bench/README.md, "Fetch adapter"). Its `signal` is the exchange's own, made only when read, aborted when the
- * peer goes away. Copies (`new Request(request)`, `clone()`) get a signal of their own that does not follow.
- */
-class ServedRequest extends Request {
-  declare [kSource]: SignalSource;
-}
-Object.defineProperty(ServedRequest.prototype, 'signal', {
-  get(this: ServedRequest): AbortSignal {
-    return this[kSource].signal;
-  },
-  enumerable: true,
-  configurable: true,
-});
-// As Node prints and names a Request: apps and their logs see no other class.
-Object.defineProperty(ServedRequest, 'name', { value: 'Request' });
-
-/** The Request a fetch handler sees for this exchange. */
-export function buildRequest(exchange: Pick<Exchange, 'vars' | 'contentLength' | 'body' | 'signal' | 'log'>): Request {
+/** The Request a fetch handler sees for this exchange: a light one (fetch-request.ts) where `light` and the
+ * request allows (a method the platform keeps as it is, an origin-form target: what nginx passes on), else a real
+ * one. */
+export function buildRequest(exchange: RequestSource & Pick<Exchange, 'vars'>, light = false): Request {
   const line = requestLineOf(exchange.vars, exchange.contentLength);
-  const url = urlOf(line.scheme, line.host, line.target);
-  const headers = new Headers();
-  for (let i = 0; i < line.headers.length; i += 2) {
+  if (light && LIGHT_METHODS.has(line.method) && line.target.startsWith('/')) {
+    let url: URL;
     try {
-      headers.append(line.headers[i]!, line.headers[i + 1]!);
+      url = new URL(`${line.scheme}://${line.host}${line.target}`);
     } catch (err) {
-      // A name or value Headers refuses (nginx passes some odd ones with ignore_invalid_headers off): not fatal.
-      exchange.log.debug({ err, header: line.headers[i] }, 'request header left out of the fetch Request');
+      throw badTarget(line.host, line.target, err);
     }
+    // A Host with credentials: the real Request refuses it, with its own message.
+    if (url.username === '' && url.password === '') return lightRequest(exchange, url.href, line.method, line.headers);
   }
-  const init: RequestInit & { duplex?: 'half' } = { method: line.method, headers };
-  if (line.method !== 'GET' && line.method !== 'HEAD' && exchange.contentLength > 0) {
-    init.body = Readable.toWeb(exchange.body) as ReadableStream<Uint8Array>;
-    init.duplex = 'half';
-  }
-  let request: ServedRequest;
+  const url = urlOf(line.scheme, line.host, line.target);
   try {
-    request = new ServedRequest(url, init);
+    return realRequest(exchange, url, line.method, headersOf(line.headers, exchange.log));
   } catch (err) {
     // The Request refuses a method (CONNECT, TRACE) as it refuses a URL: only the URL is the client's fault.
     if (!URL.canParse(url)) throw badTarget(line.host, line.target, err);
     throw err;
   }
-  request[kSource] = exchange;
-  return request;
 }
 
 /** The Request's URL: an origin-form target (every request nginx passes on) is appended to the origin unparsed,
@@ -88,8 +62,8 @@ function badTarget(host: string, target: string, cause: unknown): UwsgiError {
   return new UwsgiError('ERR_UWSGI_BAD_TARGET', { target: JSON.stringify(target), host: JSON.stringify(host) }, { cause });
 }
 
-async function serveFetch(call: FetchFunction, exchange: Exchange): Promise<void> {
-  const request = buildRequest(exchange);
+async function serveFetch(call: FetchFunction, exchange: Exchange, light: boolean): Promise<void> {
+  const request = buildRequest(exchange, light);
   const response: unknown = await call(request);
   if (!(response instanceof Response)) {
     throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: `a fetch handler returned ${typeName(response)}, not a Response` });
@@ -103,7 +77,12 @@ async function serveFetch(call: FetchFunction, exchange: Exchange): Promise<void
   // would break cookies that carry an Expires date.
   const headers: HeaderList = [...response.headers];
   exchange.response.writeHead(response.status, response.statusText || undefined, headers);
-  if (response.body !== null) await pump(response.body, exchange);
+  const body = response.body;
+  if (body !== null) {
+    const bytes = queuedBody(body);
+    if (bytes === undefined) await pump(body, exchange);
+    else if (bytes.length > 0) exchange.response.write(bytes);
+  }
   exchange.response.end();
 }
 

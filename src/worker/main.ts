@@ -16,6 +16,7 @@ import type { Logger } from 'pino';
 import { createHttpListener, type HttpListener } from '../server/http.js';
 import { InflightTable } from './inflight.js';
 import { installListenGuard } from './listen-guard.js';
+import { installOwnRequest } from '../interfaces/fetch-request.js';
 import { Response as OwnResponse } from '../interfaces/fetch-response.js';
 import { RssWatch, watchRss } from './rss.js';
 import { FdPressure, MemoryReader, fileLimit } from './resources.js';
@@ -79,6 +80,9 @@ async function main(): Promise<void> {
   );
   // --own-response, before the app is imported: a mode that exists for this patch of the platform alone.
   if (options.ownResponse) globalThis.Response = OwnResponse;
+  // Unless --real-request, before the app is imported: the global Request and fetch take the fetch adapter's light
+  // Request (a patch of the platform, as @hono/node-server's default).
+  if (!options.realRequest) installOwnRequest();
   try {
     loaded = await loadApp(config.spec, { cwd: config.cwd, interface: options.interface, appListens: listenGuard.asked });
     const handler = createHandler(loaded);

@@ -1,10 +1,13 @@
 // The fetch interface through the production path: the Request built from the vars, bodies streamed both
-// ways, Set-Cookie kept apart, the abort signal, and what a broken handler gets.
+// ways, Set-Cookie kept apart, the abort signal, and what a broken handler gets. Each test runs with the real
+// Request (the platform's global Request and fetch, as --real-request) and with the light one (node-uwsgi's
+// global Request and fetch installed, as the worker does by default).
 import { createHash } from 'node:crypto';
 import net from 'node:net';
 import { Hono } from 'hono';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createFetchHandler, type FetchApp } from '../../src/interfaces/fetch.js';
+import { installOwnRequest, requestKindOf } from '../../src/interfaces/fetch-request.js';
 import { lightParts, Response as LightResponse } from '../../src/interfaces/fetch-response.js';
 import { encodeRequest } from '../../src/protocol/encoder.js';
 import { nginxVars, startTestServer, type TestServer } from '../helpers/serve.js';
@@ -20,7 +23,13 @@ async function serve(app: FetchApp): Promise<TestServer> {
   return server;
 }
 
-describe('fetch interface', () => {
+describe.each(['real', 'light'] as const)('fetch interface, %s Request', (kind) => {
+  let restore: (() => void) | undefined;
+  beforeAll(() => {
+    if (kind === 'light') restore = installOwnRequest();
+  });
+  afterAll(() => restore?.());
+
   it('builds the Request URL from scheme, Host and REQUEST_URI, and its headers from HTTP_* and CONTENT_*', async () => {
     let seen: Record<string, unknown> = {};
     await serve(async (request) => {
@@ -59,8 +68,10 @@ describe('fetch interface', () => {
 
   it('uses SERVER_NAME and SERVER_PORT when there is no Host', async () => {
     let url = '';
+    let made = '';
     await serve((request) => {
       url = request.url;
+      made = requestKindOf(request);
       return new Response(null, { status: 204 });
     });
     const vars = nginxVars({ REQUEST_URI: '/n', SERVER_NAME: 'internal', SERVER_PORT: '8080' }).slice();
@@ -69,11 +80,13 @@ describe('fetch interface', () => {
     const res = await server!.request(vars);
     expect(res.status).toBe(204);
     expect(url).toBe('http://internal:8080/n');
+    // The URL alone needs no real Request.
+    expect(made).toBe(kind);
   });
 
-  it('hands the app a real Request: new Request(request) copies method, URL, headers and body', async () => {
-    // The Request is made without a signal in its init (the cost of one); a copy is what fetch(request) and
-    // proxies make, and it reads the Request's internal state, not its getters.
+  it('hands the app a Request that new Request(request) copies: method, URL, headers and body', async () => {
+    // The real Request is made without a signal in its init (the cost of one); a copy is what fetch(request) and
+    // proxies make, and it reads the Request's internal state, not its getters (a light one's real Request).
     let seen: Record<string, unknown> = {};
     await serve(async (request) => {
       const copy = new Request(request);
