@@ -26,7 +26,7 @@ export interface Options {
   chmodSocket: number | undefined;
   backlog: number | undefined;
   interface: InterfaceName;
-  ownResponse: boolean;
+  realResponse: boolean;
   realRequest: boolean;
   accept: AcceptMode;
   logLevel: LogLevel;
@@ -111,10 +111,10 @@ export const OPTIONS = [
     default: 'auto',
     parse: (raw) => oneOf('--interface', raw, INTERFACES),
   }),
-  option<'ownResponse'>({
-    name: 'ownResponse',
-    flag: 'own-response',
-    help: "fetch apps: the global Response is node-uwsgi's own, written without a stream (replaces globalThis.Response)",
+  option<'realResponse'>({
+    name: 'realResponse',
+    flag: 'real-response',
+    help: "fetch apps: the global Response is the platform's (by default node-uwsgi's own, written without a stream when its body is a string or bytes: it replaces globalThis.Response)",
     default: false,
     parse: () => true,
   }),

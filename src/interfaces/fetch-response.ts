@@ -1,8 +1,8 @@
 // node-uwsgi's own Response for fetch apps (`import { Response } from 'node-uwsgi'`): a Response of a string,
 // bytes or no body with plain headers keeps what it was given, and the fetch adapter writes that without a
 // WHATWG stream; anything else, or any use beyond status and headers, makes the real Response it stands for.
-// Only --own-response makes it the global Response (src/worker/main.ts). After @hono/node-server's
-// src/response.ts.
+// A fetch app's workers make it the global Response unless --real-response (src/worker/main.ts). After
+// @hono/node-server's src/response.ts.
 
 const PlatformResponse = globalThis.Response;
 type HeadersInit = ConstructorParameters<typeof Headers>[0];
@@ -38,7 +38,9 @@ function plainHeaders(headers: unknown): headers is HeadersInit | undefined {
 
 function lightInit(body: unknown, init: ResponseInit | undefined): LightParts | undefined {
   if (body !== null && body !== undefined && typeof body !== 'string' && !(body instanceof Uint8Array)) return undefined;
-  if (init === undefined) return { status: 200, statusText: undefined, body: body ?? null, headers: undefined };
+  // Bytes are copied, as the standard's constructor does: the app may reuse its buffer once the Response exists.
+  const kept = body instanceof Uint8Array ? new Uint8Array(body) : ((body ?? null) as string | null);
+  if (init === undefined) return { status: 200, statusText: undefined, body: kept, headers: undefined };
   if (typeof init !== 'object' || init === null) return undefined;
   const status = init.status ?? 200;
   const statusText = init.statusText;
@@ -46,7 +48,7 @@ function lightInit(body: unknown, init: ResponseInit | undefined): LightParts | 
   if ((body ?? null) !== null && NULL_BODY_STATUS.has(status)) return undefined;
   if (statusText !== undefined && (typeof statusText !== 'string' || !REASON.test(statusText))) return undefined;
   if (!plainHeaders(init.headers)) return undefined;
-  return { status, statusText, body: body ?? null, headers: init.headers };
+  return { status, statusText, body: kept, headers: init.headers };
 }
 
 function real(self: Light): globalThis.Response {

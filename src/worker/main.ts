@@ -78,13 +78,18 @@ async function main(): Promise<void> {
   const listenGuard = installListenGuard((asked) =>
     log.warn({ code: 'ERR_APP_LISTEN', address: asked.label }, 'the app called listen(): nothing was opened, node-uwsgi serves the app on its own sockets'),
   );
-  // --own-response, before the app is imported: a mode that exists for this patch of the platform alone.
-  if (options.ownResponse) globalThis.Response = OwnResponse;
-  // Unless --real-request, before the app is imported: the global Request and fetch take the fetch adapter's light
-  // Request (a patch of the platform, as @hono/node-server's default).
-  if (!options.realRequest) installOwnRequest();
+  // Before the app is imported, as @hono/node-server's default (a patch of the platform): the global Response is
+  // node-uwsgi's own (unless --real-response), the global Request and fetch take the fetch adapter's light Request
+  // (unless --real-request). Put back once the app is loaded, unless it is a fetch app.
+  const platformResponse = globalThis.Response;
+  if (!options.realResponse) globalThis.Response = OwnResponse;
+  const restoreRequest = options.realRequest ? undefined : installOwnRequest();
   try {
     loaded = await loadApp(config.spec, { cwd: config.cwd, interface: options.interface, appListens: listenGuard.asked });
+    if (loaded.interface !== 'fetch') {
+      globalThis.Response = platformResponse;
+      restoreRequest?.();
+    }
     const handler = createHandler(loaded);
     // What the uwsgi sockets and the --http listeners share.
     const common = {

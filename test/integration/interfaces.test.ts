@@ -54,6 +54,8 @@ describe.each(INTERFACES)('the $name interface through nginx', ({ name, app, fai
       host: `127.0.0.1:${stack.port}`,
       cookie: null,
     });
+    // A fetch app has node-uwsgi's light Request and Response as the globals; node and wsgi apps the platform's.
+    expect(seen.platformGlobals).toBe(name !== 'fetch');
     if (name === 'fetch') {
       expect(seen.url).toBe(`http://127.0.0.1:${stack.port}/hello?name=n%C3%BCx&x=1`);
     } else {

@@ -21,6 +21,14 @@ describe('Response (light)', () => {
     expect(lightParts(res)?.headers).toBe(res.headers);
   });
 
+  it('copies bytes at construction, as the standard does: the app may reuse its buffer', async () => {
+    const bytes = new Uint8Array([104, 105]);
+    const res = new Response(bytes);
+    bytes[0] = 120;
+    expect(Buffer.from(lightParts(res)!.body as Uint8Array).toString()).toBe('hi');
+    expect(await res.text()).toBe('hi');
+  });
+
   it('answers body, text(), json(), clone() and bytes from a real Response made on first use', async () => {
     const res = new Response('{"a":1}', { headers: [['content-type', 'application/json']] });
     expect(res.bodyUsed).toBe(false);
