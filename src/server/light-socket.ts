@@ -127,7 +127,10 @@ export class LightSocket extends EventEmitter {
   attach(socket: Socket): void {
     this.real = socket;
     this.clearTimer();
-    if (this.timeoutMs > 0) socket.setTimeout(this.timeoutMs, () => this.emit('timeout'));
+    // Every 'timeout' of the socket, from a setTimeout made before or after this (a callback given to
+    // socket.setTimeout would hear only the first, and none set later).
+    socket.on('timeout', () => this.emit('timeout'));
+    if (this.timeoutMs > 0) socket.setTimeout(this.timeoutMs);
     socket.on('drain', () => this.emit('drain'));
     socket.on('error', (err) => {
       this._hadError = true;
