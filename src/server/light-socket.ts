@@ -186,7 +186,10 @@ export class LightSocket extends EventEmitter {
     if (this.destroyed) return this;
     this.destroyed = true;
     this.clearTimer();
-    this.owner.cut();
+    // A response the app ended went to the kernel on a net.Socket (end() uncorks it) before a destroy in the
+    // same tick (`res.end(); req.destroy()` on a body nobody read): it goes out here too. Anything less is cut.
+    if ((this._httpMessage as { writableEnded?: boolean } | null)?.writableEnded === true) this.owner.endEarly();
+    else this.owner.cut();
     process.nextTick(() => {
       if (err !== undefined && this.listenerCount('error') > 0) this.emit('error', err);
       this.gone(err !== undefined);

@@ -92,4 +92,31 @@ describe('native accept: the connection after the response', () => {
     while (!server.records.some((r) => r.msg === 'request')) await sleep(10);
     expect(server.records.find((r) => r.msg === 'request')).toMatchObject({ status: 504 });
   });
+
+  it('res.end() then req.destroy() in the same tick (a body nobody read): the response goes out, as on a net.Socket', async () => {
+    const app = node((req, res) => {
+      res.writeHead(413, { 'Content-Type': 'text/plain', 'Content-Length': '9' });
+      res.end('too large');
+      req.destroy();
+    });
+    server = await start(app);
+    const onLight = await server.request(nginxVars());
+    await server.close();
+    server = await startTestServer(app);
+    const onSocket = await server.request(nginxVars());
+    expect([onLight.status, onLight.body.toString()]).toEqual([413, 'too large']);
+    expect([onSocket.status, onSocket.body.toString()]).toEqual([413, 'too large']);
+    expect(server.records.find((r) => r.msg === 'request')).toMatchObject({ status: 413 });
+  });
+
+  it('res.socket.destroy() before the response ended still sends nothing', async () => {
+    server = await start(
+      node((_req, res) => {
+        res.writeHead(200, { 'Content-Type': 'text/plain' });
+        res.write('half');
+        res.socket!.destroy();
+      }),
+    );
+    expect((await server.send(encodeRequest(nginxVars()))).length).toBe(0);
+  });
 });
