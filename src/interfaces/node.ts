@@ -160,7 +160,8 @@ function serveNode(exchange: Exchange, handler: NodeHandler): Promise<void> {
       socket.off('timeout', onTimeout);
       if (!res.writableFinished) {
         req.destroy();
-        exchange.status = res.headersSent ? res.statusCode : 499;
+        // A 504 or 408 the server answered itself stays what the access log says.
+        exchange.status = res.headersSent ? res.statusCode : exchange.status || 499;
       }
       resolve();
     };

@@ -127,7 +127,10 @@ export class LightSocket extends EventEmitter {
   attach(socket: Socket): void {
     this.real = socket;
     this.clearTimer();
-    if (this.timeoutMs > 0) socket.setTimeout(this.timeoutMs, () => this.emit('timeout'));
+    // Every 'timeout' of the socket, from a setTimeout made before or after this (a callback given to
+    // socket.setTimeout would hear only the first, and none set later).
+    socket.on('timeout', () => this.emit('timeout'));
+    if (this.timeoutMs > 0) socket.setTimeout(this.timeoutMs);
     socket.on('drain', () => this.emit('drain'));
     socket.on('error', (err) => {
       this._hadError = true;
@@ -183,7 +186,10 @@ export class LightSocket extends EventEmitter {
     if (this.destroyed) return this;
     this.destroyed = true;
     this.clearTimer();
-    this.owner.cut();
+    // A response the app ended went to the kernel on a net.Socket (end() uncorks it) before a destroy in the
+    // same tick (`res.end(); req.destroy()` on a body nobody read): it goes out here too. Anything less is cut.
+    if ((this._httpMessage as { writableEnded?: boolean } | null)?.writableEnded === true) this.owner.endEarly();
+    else this.owner.cut();
     process.nextTick(() => {
       if (err !== undefined && this.listenerCount('error') > 0) this.emit('error', err);
       this.gone(err !== undefined);

@@ -297,6 +297,8 @@ class NativeExchange extends RequestLifecycle implements LightSocketOwner {
   peerClosed(): void {
     if (this.finished || this.answered) return;
     this.answered = true;
+    // C stopped watching but left the fd open (it is JavaScript's to close): closed now, or it leaks.
+    this.listener.addon.close(this.fd);
     this.connectionClosed();
     this.light?.gone();
   }
@@ -350,6 +352,9 @@ class NativeExchange extends RequestLifecycle implements LightSocketOwner {
       this.send(this.response.take());
     }
     this.listener.ended(this);
+    // The connection is closed as a net.Socket's would be: 'close' for whoever listens, its idle timer stopped
+    // (an armed one would keep the exchange alive and fire after the response).
+    if (this.light !== undefined) process.nextTick(lightGone, this.light);
   }
 
   /** One write of a whole response by the addon, which closes the connection; what does not fit in the peer's
@@ -390,6 +395,10 @@ class NativeExchange extends RequestLifecycle implements LightSocketOwner {
     socket.resume();
     return socket;
   }
+}
+
+function lightGone(light: LightSocket): void {
+  light.gone();
 }
 
 /** Responses with bytes collected in this turn of the loop, checked once in its check phase (one setImmediate for
@@ -471,7 +480,12 @@ class NativeResponse extends FramedResponse implements ResponseSink {
   /** The response outgrows one write: the connection becomes a net.Socket and what was collected goes out. */
   private spill(): boolean {
     const socket = this.ex.takeSocket();
-    if (socket === undefined) return true;
+    if (socket === undefined) {
+      // The connection is gone (the peer left, a 504 answered): what the app still writes goes nowhere, as on
+      // a destroyed net.Socket, rather than piling up until it is done.
+      this.chunks = [];
+      return true;
+    }
     let ok = true;
     for (const chunk of this.chunks) ok = socket.write(chunk);
     this.chunks = [];
