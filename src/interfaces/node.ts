@@ -153,6 +153,7 @@ function serveNode(exchange: Exchange, handler: NodeHandler): Promise<void> {
       socket.off('timeout', onTimeout);
       exchange.status = res.statusCode;
       if (res.socket === socket) res.detachSocket(socket);
+      afterFinish(req, res);
       resolve();
     };
     const onClose = (): void => {
@@ -182,6 +183,30 @@ function serveNode(exchange: Exchange, handler: NodeHandler): Promise<void> {
       fail(err);
     }
   });
+}
+
+interface NodeInternals {
+  _consuming?: boolean;
+  _dump?: () => void;
+  _closed?: boolean;
+}
+
+/**
+ * What http.Server does once a response has finished (resOnFinish): a request body nobody reads is dumped (a
+ * body-less request then ends and emits 'close'), and the response emits 'close' on the next tick. Fastify's
+ * and pino-http's hooks listen for them.
+ */
+function afterFinish(req: IncomingMessage, res: ServerResponse): void {
+  const incoming = req as IncomingMessage & NodeInternals;
+  if (!incoming._consuming && !req.readableFlowing) incoming._dump?.();
+  process.nextTick(emitClose, res);
+}
+
+function emitClose(res: ServerResponse & NodeInternals): void {
+  if (res._closed) return;
+  res._closed = true;
+  (res as { destroyed: boolean }).destroyed = true;
+  res.emit('close');
 }
 
 let needDrainSymbol: symbol | undefined;

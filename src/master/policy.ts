@@ -34,12 +34,6 @@ export interface PolicyConfig {
    */
   rssSamples: number;
   reloadBatch: number;
-  /**
-   * The master holds every listening socket (the native accept path: it bound them, workers inherit them), so a
-   * worker may stop accepting with nobody else accepting: connections wait in the socket's queue for the next
-   * worker. Without it node:cluster closes a shared socket with the last worker that holds it. Default false.
-   */
-  socketsOutliveWorkers?: boolean;
   /** In [0, 1): jitter for max-requests. Injected for tests. */
   random: () => number;
 }
@@ -543,17 +537,17 @@ export class Policy {
       worker.retiring = cause;
       this.spawn(out, now, worker.id);
       busy = true;
-      // Memory is what --max-rss protects: the worker stops taking requests now where others (or the socket's
-      // queue) take them meanwhile, as uWSGI's reload-on-rss does, instead of growing until its replacement is
-      // ready (measured: 10 MB per request, 2 workers, --max-rss 200: peaks of 278-318 MiB waiting, on a busy
-      // machine).
+      // Memory is what --max-rss protects: the worker stops taking requests now where other workers take them
+      // meanwhile, as uWSGI's reload-on-rss does, instead of growing until its replacement is ready (measured: 10
+      // MB per request, 2 workers, --max-rss 200: peaks of 278-318 MiB waiting, on a busy machine). The last
+      // worker accepting waits: a replacement that cannot boot (broken code on disk) must not leave nobody serving.
       if (cause === 'max-rss') this.drainIfCovered(worker, now, out);
     }
   }
 
-  /** Drains a worker now if the sockets stay served: another worker accepts, or the master holds them. */
+  /** Drains a worker now if another worker accepts meanwhile. */
   private drainIfCovered(worker: WorkerRecord, now: number, out: Action[]): void {
-    let covered = this.config.socketsOutliveWorkers === true;
+    let covered = false;
     for (const other of this.workers.values()) if (other !== worker && other.state === 'ready') covered = true;
     if (covered) this.drain(worker, 'max-rss', now, out);
   }

@@ -60,6 +60,25 @@ describe('node interface', () => {
     });
   });
 
+  it("emits 'close' on res after 'finish', and on an unread GET's req, as http.Server does", async () => {
+    const events: string[] = [];
+    let done!: () => void;
+    const closed = new Promise<void>((resolve) => (done = resolve));
+    await serve((req, res) => {
+      req.on('close', () => events.push('req close'));
+      res.on('finish', () => events.push('res finish'));
+      res.on('close', () => {
+        events.push(`res close destroyed=${res.destroyed}`);
+        setImmediate(done);
+      });
+      res.end('ok');
+    });
+    expect((await server!.request(nginxVars())).body.toString()).toBe('ok');
+    await closed;
+    expect(events.slice(0, 2)).toEqual(['res finish', 'res close destroyed=true']);
+    expect(events).toContain('req close');
+  });
+
   it('never chunks a response without Content-Length: the close ends the body', async () => {
     await serve((_req, res) => {
       res.write('hello ');
