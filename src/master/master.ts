@@ -89,6 +89,9 @@ export async function runMaster(config: MasterConfig): Promise<number> {
     maxRss: options.maxRss * 1024 * 1024,
     rssSamples: RSS_SAMPLES,
     reloadBatch: options.reloadBatch,
+    // Sockets the master bound (native accept) or inherited (socket activation) outlive any worker; --http
+    // listeners are node:cluster's, closed with the last worker holding them.
+    socketsOutliveWorkers: native.sockets.every((address) => address.kind === 'fd') && (options.http ?? []).length === 0,
     random: Math.random,
   });
   const handles = new Map<number, Worker>();

@@ -34,6 +34,12 @@ export interface PolicyConfig {
    */
   rssSamples: number;
   reloadBatch: number;
+  /**
+   * The master holds every listening socket (the native accept path bound them; socket activation), so a worker
+   * may stop accepting with no other accepting: connections wait in the socket's queue for its replacement, as
+   * under uWSGI's reload-on-rss. Without it node:cluster closes a shared socket with the last worker holding it.
+   */
+  socketsOutliveWorkers?: boolean;
   /** In [0, 1): jitter for max-requests. Injected for tests. */
   random: () => number;
 }
@@ -522,6 +528,11 @@ export class Policy {
   private advanceRecycling(now: number, out: Action[]): void {
     if (this.phase !== 'running' || this.reload !== undefined || now < this.recycleNotBefore) return;
     let busy = [...this.workers.values()].some((w) => w.retiring === 'max-requests' || w.retiring === 'max-rss');
+    // A worker over --max-rss that was the last one accepting stops as soon as another accepts (a replacement
+    // ready), not only when its own replacement is.
+    for (const worker of this.workers.values()) {
+      if (worker.state === 'ready' && worker.retiring === 'max-rss') this.drainIfCovered(worker, now, out);
+    }
     for (const worker of this.workers.values()) {
       if (worker.state !== 'ready' || worker.retiring !== undefined) continue;
       let cause: Cause | undefined;
@@ -539,15 +550,15 @@ export class Policy {
       busy = true;
       // Memory is what --max-rss protects: the worker stops taking requests now where other workers take them
       // meanwhile, as uWSGI's reload-on-rss does, instead of growing until its replacement is ready (measured: 10
-      // MB per request, 2 workers, --max-rss 200: peaks of 278-318 MiB waiting, on a busy machine). The last
-      // worker accepting waits: a replacement that cannot boot (broken code on disk) must not leave nobody serving.
+      // MB per request, 2 workers, --max-rss 200: peaks of 278-345 MiB waiting, on a busy machine). Where the
+      // sockets close with the last worker holding them (node:cluster's), the last one accepting waits.
       if (cause === 'max-rss') this.drainIfCovered(worker, now, out);
     }
   }
 
-  /** Drains a worker now if another worker accepts meanwhile. */
+  /** Drains a worker now if another worker accepts meanwhile, or the master holds the sockets. */
   private drainIfCovered(worker: WorkerRecord, now: number, out: Action[]): void {
-    let covered = false;
+    let covered = this.config.socketsOutliveWorkers === true;
     for (const other of this.workers.values()) if (other !== worker && other.state === 'ready') covered = true;
     if (covered) this.drain(worker, 'max-rss', now, out);
   }

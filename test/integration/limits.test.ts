@@ -183,7 +183,9 @@ describe('--max-vars-size and --max-vars through nginx', () => {
     expect(res.body.toString('utf8')).toMatch(/--max-vars-size/);
     const line = await logAfter(mark, (l) => l.code === 'ERR_UWSGI_VARS_TOO_LARGE');
     expect(line.level).toBe(WARN);
-    expect(appEvents(mark)).toEqual([]);
+    // Nothing went wrong in the app: a response that finished normally still says 'close' (as http.Server's do),
+    // and an earlier test's may be read after the mark.
+    expect(appEvents(mark).filter((l) => !(l.event === 'res close' && l.finished === true))).toEqual([]);
     await expectStillServing('after-vars-size');
   });
 

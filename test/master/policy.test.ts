@@ -745,10 +745,20 @@ describe('recycling', () => {
     expect(effects(sim.ready(4))).toEqual([]);
   });
 
-  it('max-rss: the only worker accepting serves until its replacement is ready (one that cannot boot leaves it serving)', () => {
-    const single = Sim.booted({ workers: 1, maxRss: 1000, rssSamples: 1 });
-    expect(effects(single.beat(1, 0, 1500))).toEqual([{ type: 'spawn', id: 2, generation: 1 }]);
-    expect(effects(single.ready(2))).toEqual([{ type: 'drain', id: 1, cause: 'max-rss' }]);
+  it('max-rss: the only worker accepting waits for its replacement, unless the master holds the sockets (native accept)', () => {
+    const shared = Sim.booted({ workers: 1, maxRss: 1000, rssSamples: 1 });
+    expect(effects(shared.beat(1, 0, 1500))).toEqual([{ type: 'spawn', id: 2, generation: 1 }]);
+    expect(effects(shared.ready(2))).toEqual([{ type: 'drain', id: 1, cause: 'max-rss' }]);
+
+    // As uWSGI's reload-on-rss: connections wait in the socket's queue while the replacement boots.
+    const held = Sim.booted({ workers: 1, maxRss: 1000, rssSamples: 1, socketsOutliveWorkers: true });
+    expect(effects(held.beat(1, 0, 1500))).toEqual([
+      { type: 'spawn', id: 2, generation: 1 },
+      { type: 'drain', id: 1, cause: 'max-rss' },
+    ]);
+    expect(effects(held.ready(2))).toEqual([]);
+    held.exitRetired();
+    expect(held.ids('ready')).toEqual([2]);
   });
 
   it('max-rss does not queue behind a recycling under way; max-requests waits for any', () => {
@@ -820,9 +830,9 @@ describe('recycling', () => {
     expect(effects(sim.beat(2, 0, 3000))).toEqual([{ type: 'spawn', id: 4, generation: 1 }]);
     expect(effects(sim.beat(2, 0, 3100))).toEqual([]);
     sim.onStep = () => expect(sim.ids('ready').length).toBeGreaterThanOrEqual(1);
-    expect(effects(sim.ready(3))).toEqual([]);
-    // Another worker accepts now: the next heartbeat past twice drains it, before its own replacement is ready.
-    expect(effects(sim.beat(2, 0, 3200))).toEqual([{ type: 'drain', id: 2, cause: 'max-rss' }]);
+    // Another worker accepts now: it drains at once, before its own replacement is ready.
+    expect(effects(sim.ready(3))).toEqual([{ type: 'drain', id: 2, cause: 'max-rss' }]);
+    expect(effects(sim.beat(2, 0, 3200))).toEqual([]);
     expect(effects(sim.ready(4))).toEqual([]);
     sim.exitRetired();
     expect(sim.ids('ready')).toEqual([3, 4]);
@@ -941,6 +951,7 @@ describe('properties', () => {
     maxRequestsJitter: fc.integer({ min: 0, max: 50 }),
     maxRss: fc.constantFrom(0, 1500),
     rssSamples: fc.integer({ min: 1, max: 3 }),
+    socketsOutliveWorkers: fc.boolean(),
     harakiri: fc.constantFrom(0, 2000, 5000),
     bootTimeout: fc.constantFrom(3000, 60_000),
     gracefulTimeout: fc.constantFrom(1000, 30_000),
