@@ -19,7 +19,7 @@ import { closeSync, unlinkSync } from 'node:fs';
 import { formatSocketAddress, type Options, type SocketAddress } from '../options.js';
 import { requireAllowList } from '../server/allow.js';
 import { effectiveBacklog, prepareAddress, setSocketMode } from '../server/listen.js';
-import { bindSocket, chooseAccept } from '../server/native.js';
+import { adoptSocket, bindSocket, chooseAccept } from '../server/native.js';
 import { WORKER_CONFIG_ENV, heartbeatInterval, isWorkerMessage, type MasterMessage, type ReadyInfo, type WorkerConfig } from './messages.js';
 import { Policy, type Action, type PolicyEvent } from './policy.js';
 import { MAX_DIRECTORIES, watchRoot, watchTree, type TreeWatcher } from './watch.js';
@@ -276,17 +276,27 @@ export async function runMaster(config: MasterConfig): Promise<number> {
   return exited;
 }
 
-/** The master's part of --accept: binds the uwsgi Unix sockets (native accept) and says once which accept path
- * runs. `sockets`: what the workers listen on (a bound Unix socket becomes its inherited fd); `fds`: those fds. */
+/** The master's part of --accept: binds the uwsgi Unix and TCP sockets and checks the inherited ones (fd://N,
+ * socket activation) for the native listeners, and says once which accept path runs. `sockets`: what the workers
+ * listen on (a bound socket becomes its inherited fd); `fds`: the fds the workers serve natively. */
 function bindNative(options: Options, log: Logger): { sockets: SocketAddress[]; fds: number[]; unlink(): void; announce(): void } {
   const choice = chooseAccept(options.accept);
   const addon = choice.addon;
+  const backlog = effectiveBacklog(options.backlog);
   const fds: number[] = [];
+  /** The fds the master bound (an inherited one stays open: systemd holds the socket, not us). */
+  const bound: number[] = [];
   const paths: string[] = [];
   const sockets = options.socket.map((address): SocketAddress => {
-    if (addon === undefined || address.kind === 'fd') return address;
-    const fd = bindSocket(addon, address, effectiveBacklog(options.backlog));
+    if (addon === undefined) return address;
+    if (address.kind === 'fd') {
+      adoptSocket(addon, address.fd, backlog);
+      fds.push(address.fd);
+      return address;
+    }
+    const fd = bindSocket(addon, address, backlog);
     fds.push(fd);
+    bound.push(fd);
     if (address.kind === 'unix') {
       setSocketMode(address.path, options.chmodSocket);
       paths.push(address.path);
@@ -297,14 +307,14 @@ function bindNative(options: Options, log: Logger): { sockets: SocketAddress[]; 
     /** Said once, when the app is loaded. */
     announce() {
       if (addon === undefined) log.info({ reason: choice.reason }, 'accept: js');
-      else if (fds.length === 0) log.info({ reason: 'no uwsgi socket the master binds (socket-activated fds are served in JavaScript yet)' }, 'accept: js');
-      else log.info({ sockets: fds.length, addon: choice.file, js: options.socket.filter((a) => a.kind === 'fd').map(formatSocketAddress) }, 'accept: native');
+      else if (fds.length === 0) log.info({ reason: 'no uwsgi socket' }, 'accept: js');
+      else log.info({ sockets: fds.length, addon: choice.file }, 'accept: native');
     },
     sockets,
     fds: [...fds],
-    /** Stops listening (the master's copies of the fds) and removes the socket files. */
+    /** Stops listening (the master's copies of the fds it bound) and removes the socket files. */
     unlink() {
-      for (const fd of fds.splice(0)) closeSync(fd);
+      for (const fd of bound.splice(0)) closeSync(fd);
       for (const path of paths.splice(0)) {
         try {
           unlinkSync(path);

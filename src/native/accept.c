@@ -6,7 +6,7 @@
 //
 // Ownership of a connection's fd: C until the request callback runs; from then on JavaScript decides (respond,
 // release or close), and C never closes it on its own: a closed fd number is reused at once by the next accept.
-// Node-API + libuv 1.x (uv_poll_t, uv_timer_t) only: one binary for Node 20 and 24.
+// Node-API + libuv 1.x (uv_poll_t, uv_timer_t, uv_backend_fd) only, and Linux's epoll: one binary for Node 20 and 24.
 #define _GNU_SOURCE
 #include <node_api.h>
 #include <uv.h>
@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <netdb.h>
@@ -28,10 +30,20 @@
 #define READ_SIZE (MAX_HEAD + 16384)
 #define ACCEPT_BATCH 64
 
+// Wake-ups (README "Native accept"): every worker's listener shares the one listening socket. Watched by a plain
+// uv_poll, each connection woke every worker (their loops' epoll sets all wait on the socket). Instead the listening
+// fd goes into the loop's own epoll set (uv_backend_fd) with EPOLLEXCLUSIVE, so that the kernel wakes one worker
+// among those waiting in epoll_wait; a worker whose loop is busy is not waiting, and the wake-up goes on to the
+// next (fs/eventpoll.c ep_poll_callback). libuv finds a watcher by the fd in an event's data: the socket's entry
+// carries the fd of `key`, an eventfd nobody writes, watched by `poll`, so its events reach on_listen_event.
+// An epoll set of our own watched by libuv would not do: the exclusive wake-up needs a waiter in epoll_wait on the
+// set that holds the socket, and libuv's loop waits on its own set.
 typedef struct listener {
-  uv_poll_t poll;
+  uv_poll_t poll;   // on `key` (or on `fd` itself where the kernel has no EPOLLEXCLUSIVE: key -1)
   uv_timer_t retry; // EMFILE: the listener pauses, then tries again
   int fd;
+  int key;
+  int backend; // the loop's epoll fd
   int closing;
   napi_env env;
   napi_ref on_request; // (fd, bytes, complete) => void
@@ -226,14 +238,32 @@ static void dispatch(listener_t *l, int fd, ssize_t got, const char *peer) {
 
 static void on_listen_event(uv_poll_t *p, int status, int events);
 
+/** Puts the listening socket in (on) or out of the loop's epoll set: EPOLLEXCLUSIVE entries take no
+ * EPOLL_CTL_MOD, so a pause removes it. Returns 0 or -errno. */
+static int arm(listener_t *l, int on) {
+  if (l->key < 0) return on ? uv_poll_start(&l->poll, UV_READABLE, on_listen_event) : uv_poll_stop(&l->poll);
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = l->key};
+  if (!on) return epoll_ctl(l->backend, EPOLL_CTL_DEL, l->fd, &ev) < 0 ? -errno : 0;
+  // The key's watcher first (libuv stops it on an error event): an event naming an unwatched key is dropped by
+  // libuv, and the socket's entry would wake the loop again and again.
+  int r = uv_poll_start(&l->poll, UV_READABLE, on_listen_event);
+  return r != 0 ? r : epoll_ctl(l->backend, EPOLL_CTL_ADD, l->fd, &ev) < 0 ? -errno : 0;
+}
+
 static void on_retry(uv_timer_t *t) {
   listener_t *l = t->data;
-  if (!l->closing) uv_poll_start(&l->poll, UV_READABLE, on_listen_event);
+  if (!l->closing) arm(l, 1);
 }
 
 static void on_listen_event(uv_poll_t *p, int status, int events) {
   listener_t *l = (listener_t *)p;
-  if (status < 0 || l->closing) return;
+  if (l->closing) return;
+  if (status < 0) {
+    // An error event (libuv has stopped the watcher): paused like a failed accept, then tried again.
+    arm(l, 0);
+    uv_timer_start(&l->retry, on_retry, 100, 0);
+    return;
+  }
   for (int i = 0; i < ACCEPT_BATCH && !l->closing; i++) {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
@@ -260,7 +290,7 @@ static void on_listen_event(uv_poll_t *p, int status, int events) {
       reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     } else {
       // No reserve, or another error (ENOBUFS...): the listener is level-triggered, so it pauses instead of spinning.
-      uv_poll_stop(&l->poll);
+      arm(l, 0);
       uv_timer_start(&l->retry, on_retry, 100, 0);
     }
     napi_handle_scope scope;
@@ -311,9 +341,21 @@ static napi_value Listen(napi_env env, napi_callback_info info) {
   uv_timer_init(loop, &l->sweep);
   l->sweep.data = l;
   uv_unref((uv_handle_t *)&l->sweep);
-  int r = uv_poll_init(loop, &l->poll, fd);
+  // EPOLLEXCLUSIVE: Linux 4.5+. Without it (EINVAL) the listening fd is polled itself, and every worker wakes
+  // per connection. The socket's entry goes in first: no epoll_wait runs before the key's watcher exists.
+  l->backend = uv_backend_fd(loop);
+  l->key = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = l->key};
+  int r = l->key < 0 ? -errno : 0;
+  if (r == 0 && epoll_ctl(l->backend, EPOLL_CTL_ADD, fd, &ev) < 0) {
+    r = errno == EINVAL ? 0 : -errno; // EEXIST: this loop watches the fd already
+    close(l->key);
+    l->key = -1;
+  }
+  if (r == 0) r = uv_poll_init(loop, &l->poll, l->key >= 0 ? l->key : fd);
   if (r == 0) r = uv_poll_start(&l->poll, UV_READABLE, on_listen_event);
   if (r != 0) {
+    if (l->key >= 0) arm(l, 0);
     napi_throw_error(env, NULL, uv_strerror(r));
     return NULL; // the listener leaks: a failed start ends the worker
   }
@@ -333,6 +375,9 @@ static napi_value Stop(napi_env env, napi_callback_info info) {
   if (argc < 1 || napi_get_value_external(env, a[0], (void **)&l) != napi_ok || l == NULL || l->closing) return undefined_value(env);
   l->closing = 1;
   uv_timer_stop(&l->retry);
+  // Out of the loop's epoll set before the key goes: a stopped listener takes no wake-up from the others, and no
+  // event may name a key whose fd number is reused.
+  arm(l, 0);
   uv_poll_stop(&l->poll);
   // Connections still waiting for their first bytes: closed unserved (nothing of them reached JavaScript).
   for (int fd = 0; fd < nconns && l->waiting > 0; fd++) {
@@ -345,6 +390,7 @@ static napi_value Stop(napi_env env, napi_callback_info info) {
   uv_timer_stop(&l->sweep);
   close(l->fd);
   uv_close((uv_handle_t *)&l->poll, NULL);
+  if (l->key >= 0) close(l->key);
   uv_close((uv_handle_t *)&l->retry, NULL);
   uv_close((uv_handle_t *)&l->sweep, NULL);
   return undefined_value(env);
@@ -397,6 +443,40 @@ static napi_value Close(napi_env env, napi_callback_info info) {
   int fd = argc == 1 ? get_fd(env, a[0]) : -1;
   if (fd >= 0) { settle(fd); close(fd); }
   return undefined_value(env);
+}
+
+/** adoptFd(fd, backlog): an inherited socket (fd://N, systemd's LISTEN_FDS) made ready for listen(): it must be
+ * a listening stream socket; made non-blocking, its queue set to `backlog` (as Node's listen({ fd }) does).
+ * Returns "unix" or "tcp"; throws an Error whose code says what the fd is not (ENOTSOCK, EPROTOTYPE, EINVAL). */
+static napi_value AdoptFd(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value a[2];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  int fd = argc == 2 ? get_fd(env, a[0]) : -1;
+  int32_t backlog = 0;
+  if (fd < 0 || napi_get_value_int32(env, a[1], &backlog) != napi_ok) {
+    napi_throw_type_error(env, NULL, "adoptFd(fd, backlog)");
+    return NULL;
+  }
+  int type = 0, domain = 0, accepting = 0;
+  socklen_t len = sizeof type;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0) {
+    int err = errno;
+    napi_throw_error(env, err == EBADF ? "EBADF" : "ENOTSOCK", err == EBADF ? "not open" : "not a socket");
+    return NULL;
+  }
+  len = sizeof domain;
+  getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len);
+  len = sizeof accepting;
+  getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len);
+  if (type != SOCK_STREAM) { napi_throw_error(env, "EPROTOTYPE", "not a stream socket"); return NULL; }
+  if (domain != AF_UNIX && domain != AF_INET && domain != AF_INET6) { napi_throw_error(env, "EAFNOSUPPORT", "neither a Unix nor a TCP socket"); return NULL; }
+  if (!accepting) { napi_throw_error(env, "EINVAL", "a socket nobody called listen() on"); return NULL; }
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 || listen(fd, backlog) < 0) { throw_errno(env, "adoptFd", errno); return NULL; }
+  napi_value kind;
+  napi_create_string_latin1(env, domain == AF_UNIX ? "unix" : "tcp", NAPI_AUTO_LENGTH, &kind);
+  return kind;
 }
 
 /** bindUnix(path, backlog): a listening Unix socket's fd (the master binds, workers inherit); throws on error. */
@@ -469,6 +549,7 @@ static napi_value BindTcp(napi_env env, napi_callback_info info) {
 NAPI_MODULE_INIT() {
   static const struct { const char *name; napi_callback cb; } fns[] = {
     {"listen", Listen}, {"stop", Stop}, {"respond", Respond}, {"release", Release}, {"close", Close}, {"bindUnix", BindUnix}, {"bindTcp", BindTcp},
+    {"adoptFd", AdoptFd},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value fn;

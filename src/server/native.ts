@@ -36,6 +36,8 @@ export interface NativeAddon {
   close(fd: number): void;
   bindUnix(path: string, backlog: number): number;
   bindTcp(host: string, port: number, backlog: number): number;
+  /** An inherited listening socket made non-blocking, its queue set to `backlog`; throws if it is not one. */
+  adoptFd(fd: number, backlog: number): 'unix' | 'tcp';
 }
 
 export type NativeLoad = { addon: NativeAddon; file: string; reason?: undefined } | { addon?: undefined; file?: undefined; reason: string };
@@ -93,6 +95,18 @@ export function bindSocket(addon: NativeAddon, address: SocketAddress & { kind: 
     throw e.code === 'EADDRINUSE'
       ? new UwsgiError('ERR_SOCKET_IN_USE', { address: label }, { cause: e })
       : new UwsgiError('ERR_SOCKET_LISTEN', { address: label, detail: e.message }, { cause: e });
+  }
+}
+
+/** An inherited fd (fd://N, socket activation) for the native listeners: it must be a listening Unix or TCP stream
+ * socket (checked with getsockopt: SO_TYPE, SO_DOMAIN, SO_ACCEPTCONN); it is made non-blocking and its queue set to
+ * `backlog`, as Node's listen({ fd }) does on the JavaScript path. */
+export function adoptSocket(addon: NativeAddon, fd: number, backlog: number): 'unix' | 'tcp' {
+  try {
+    return addon.adoptFd(fd, backlog);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new UwsgiError('ERR_SOCKET_LISTEN', { address: `fd://${fd}`, detail: `fd ${fd} is ${e.message}; pass a listening stream socket (systemd: ListenStream=)` }, { cause: e });
   }
 }
 

@@ -16,10 +16,13 @@ export const CLI = join(ROOT, 'dist/cli.js');
 export const APPS = join(ROOT, 'test/fixtures/apps/integration');
 export const NGINX_BIN = process.env.NGINX_BIN ?? '/usr/sbin/nginx';
 
-const SERVER_READY_TIMEOUT = 20_000;
-const NGINX_READY_TIMEOUT = 15_000;
-const STOP_TIMEOUT = 10_000;
-const IO_TIMEOUT = 30_000;
+/** TEST_TIME_SCALE multiplies the harness's waits: scripts/asan.sh sets it, as the sanitizers' runtime makes every
+ * Node process start several times slower. */
+export const TIME_SCALE = Number(process.env.TEST_TIME_SCALE ?? 1) || 1;
+const SERVER_READY_TIMEOUT = 20_000 * TIME_SCALE;
+const NGINX_READY_TIMEOUT = 15_000 * TIME_SCALE;
+const STOP_TIMEOUT = 10_000 * TIME_SCALE;
+const IO_TIMEOUT = 30_000 * TIME_SCALE;
 
 // The shipped site files' placeholders: the listen port exactly once; the include and the upstream in every
 // location (at least once), or the test config would silently drift from what users copy.
@@ -205,7 +208,7 @@ export function launchServer(opts: ServerOptions): LaunchedServer {
   const describe = (): string =>
     `server: ${[command, ...args].join(' ')}\n--- stderr ---\n${stderr}\n--- stdout ---\n${stdout()}`;
 
-  const waitForLog = (match: (line: LogLine) => boolean, timeout = 10_000): Promise<LogLine> => {
+  const waitForLog = (match: (line: LogLine) => boolean, timeout = 10_000 * TIME_SCALE): Promise<LogLine> => {
     const seen = logs.find(match);
     if (seen) return Promise.resolve(seen);
     let waiter: { match: (line: LogLine) => boolean; resolve: (line: LogLine) => void } | undefined;

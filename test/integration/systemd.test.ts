@@ -11,14 +11,14 @@ import { dirname, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeRequest } from '../../src/protocol/encoder.js';
 import { nginxVars } from '../helpers/serve.js';
-import { APPS, CLI, ROOT, freePort, httpRequest, parseResponse, rawExchange, readLogLines, startNginx, type LogLine, type NginxProcess } from './nginx.js';
+import { APPS, CLI, ROOT, TIME_SCALE, freePort, httpRequest, parseResponse, rawExchange, readLogLines, startNginx, type LogLine, type NginxProcess } from './nginx.js';
 
 const ACTIVATE = '/usr/bin/systemd-socket-activate';
 const ANALYZE = '/usr/bin/systemd-analyze';
 const PYTHON = process.env.PYTHON ?? 'python3';
 const LISTENER = join(ROOT, 'test/fixtures/systemd/notify-listener.py');
 const APP = join(APPS, 'systemd-app.mjs');
-const WAIT = 30_000;
+const WAIT = 30_000 * TIME_SCALE;
 
 function requireTools(): void {
   for (const tool of [ACTIVATE, ANALYZE]) {
@@ -134,11 +134,21 @@ interface ActivateOptions {
   args?: string[];
 }
 
+/** The accept path the server must announce: CI runs the suite with NODE_UWSGI_ACCEPT=js too (passed on below). */
+const EXPECTED_ACCEPT = process.env.NODE_UWSGI_ACCEPT === 'js' ? 'accept: js' : 'accept: native';
+
 function activate(opts: ActivateOptions): Activated {
+  // systemd-socket-activate passes its child no other variable: the ones that shape the run go on explicitly
+  // (the accept path; scripts/asan.sh's sanitizer runtime, without which the sanitized addon aborts the master).
+  const passed = ['NODE_UWSGI_ACCEPT', 'LD_PRELOAD', 'ASAN_OPTIONS', 'UBSAN_OPTIONS'].flatMap((name) => {
+    const value = process.env[name];
+    return value ? [[name, value] as const] : [];
+  });
+  const env = { ...Object.fromEntries(passed), ...opts.env };
   const argv = [
     ...opts.listen.flatMap((address) => ['-l', address]),
     ...(opts.fdnames ? [`--fdname=${opts.fdnames.join(':')}`] : []),
-    ...Object.entries(opts.env ?? {}).flatMap(([name, value]) => ['-E', `${name}=${value}`]),
+    ...Object.entries(env).flatMap(([name, value]) => ['-E', `${name}=${value}`]),
     ...(opts.command ?? [process.execPath, CLI, APP, ...(opts.args ?? [])]),
   ];
   const child = spawn(ACTIVATE, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -230,6 +240,7 @@ describe('Type=notify and socket activation', () => {
     expect(JSON.parse(first.body.toString('utf8'))).toMatchObject({ seen: [] });
     const passed = await server.waitForLog((l) => l.msg === 'socket activation: listening socket passed by systemd', 'the activated socket logged');
     expect(passed).toMatchObject({ fd: 3, name: 'uwsgi', socket: `unix:${socket}` });
+    expect(await server.waitForLog((l) => String(l.msg).startsWith('accept: '), 'the accept path')).toMatchObject({ msg: EXPECTED_ACCEPT });
     expect(await server.waitForLog((l) => l.msg === 'socket activation: --socket is ignored', 'the --socket notice')).toMatchObject({ ignored: ['127.0.0.1:1'] });
 
     const ready = await notify.waitFor((n) => n.message.startsWith('READY=1'), 'READY=1');
@@ -286,6 +297,7 @@ describe('Type=notify and socket activation', () => {
       name: 'web',
       socket: `127.0.0.1:${port}`,
     });
+    expect(await server.waitForLog((l) => String(l.msg).startsWith('accept: '), 'the accept path')).toMatchObject({ msg: EXPECTED_ACCEPT });
 
     // The only worker dies. Through cluster's shared handle the master closed its fd with it and the socket was
     // gone; the replacement must serve on it again. The request waits in the backlog meanwhile.
@@ -325,6 +337,7 @@ describe('Type=notify and socket activation', () => {
     cleanups.push(() => server.stop());
     await server.bound();
     expect((await uwsgiGet({ path: socket }, '/')).status).toBe(200);
+    expect(await server.waitForLog((l) => String(l.msg).startsWith('accept: '), 'the accept path')).toMatchObject({ msg: EXPECTED_ACCEPT });
     const line = execFileSync('ss', ['-xlnH', 'src', socket], { encoding: 'utf8' });
     expect(line).toMatch(/^\S+\s+LISTEN\s+0\s+64\s/);
     const doc = await new Promise<string>((resolve, reject) => {

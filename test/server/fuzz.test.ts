@@ -8,23 +8,19 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERRORS } from '../../src/errors.js';
 import type { ExchangeHandler } from '../../src/exchange.js';
 import { encodeRequest } from '../../src/protocol/encoder.js';
+import { chooseAccept } from '../../src/server/native.js';
 import { nginxVars, parseRawResponse, startTestServer, type TestServer } from '../helpers/serve.js';
 
+/** The response sinks requests were answered through: NativeResponse on the native path's requests that run without a socket. */
+const sinks = new Set<string>();
 const echo: ExchangeHandler = async (ex) => {
+  sinks.add(ex.response.constructor.name);
   let length = 0;
   for await (const chunk of ex.body) length += (chunk as Buffer).length;
   ex.response.writeHead(200, undefined, [['Content-Type', 'text/plain']]);
   ex.response.write(`read ${length}`);
   ex.response.end();
 };
-
-let server: TestServer;
-beforeAll(async () => {
-  server = await startTestServer(echo, { config: { headerTimeout: 2000, bodyTimeout: 2000 } });
-});
-afterAll(async () => {
-  await server.close();
-});
 
 const KNOWN = new Set(Object.keys(ERRORS));
 // `npm run fuzz` sets FUZZ_RUNS (a million); the suite runs a short pass.
@@ -70,7 +66,19 @@ const input = fc.oneof(
     }),
 );
 
-describe('the connection handler under arbitrary input', () => {
+// Both accept paths: JavaScript's, and the native one (src/native/accept.c reads the first bytes and checks the
+// header's size before the codec sees them). `npm run fuzz -- -t native` runs the native one alone.
+describe.each(['js', 'native'] as const)('the connection handler under arbitrary input, %s accept', (accept) => {
+  let server: TestServer;
+  beforeAll(async () => {
+    const native = accept === 'native' ? chooseAccept('native').addon : undefined;
+    server = await startTestServer(echo, { config: { headerTimeout: 2000, bodyTimeout: 2000, native } });
+    sinks.clear();
+  });
+  afterAll(async () => {
+    await server.close();
+  });
+
   it('answers only with its own errors or a response, stays up, and serves the next good request', async () => {
     await fc.assert(
       fc.asyncProperty(input, fc.array(fc.nat(), { maxLength: 5 }), async (data, cuts) => {
@@ -93,5 +101,7 @@ describe('the connection handler under arbitrary input', () => {
       }),
       { numRuns: RUNS },
     );
+    // The native path did serve: body-less complete heads (a corrupted CONTENT_LENGTH) ran without a socket.
+    if (accept === 'native') expect(sinks).toContain('NativeResponse');
   }, Math.max(120_000, RUNS * 20));
 });
