@@ -379,13 +379,16 @@ static napi_value Stop(napi_env env, napi_callback_info info) {
   // event may name a key whose fd number is reused.
   arm(l, 0);
   uv_poll_stop(&l->poll);
-  // Connections still waiting for their first bytes: closed unserved (nothing of them reached JavaScript).
+  // Connections still waiting for their first bytes go to JavaScript now, as the sweep would hand them over: they
+  // are requests nginx has sent or is sending (closing them was a 502 at every graceful reload that caught one).
   for (int fd = 0; fd < nconns && l->waiting > 0; fd++) {
     conn_t *c = conns[fd];
     if (c == NULL || c->l != l || !c->waiting) continue;
+    char peer[INET6_ADDRSTRLEN];
+    memcpy(peer, c->peer, sizeof peer);
     stop_waiting(c);
     unwatch(fd);
-    close(fd);
+    dispatch(l, fd, 0, peer);
   }
   uv_timer_stop(&l->sweep);
   close(l->fd);

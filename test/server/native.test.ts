@@ -224,6 +224,24 @@ describe('native accept', () => {
     expect((await server.request(nginxVars())).status).toBe(200);
   });
 
+  it('close() (a graceful reload) serves a connection accepted before its bytes arrived, instead of dropping it', async () => {
+    server = await start(hello);
+    const packet = encodeRequest(nginxVars({ REQUEST_URI: '/during-reload' }));
+    const socket = net.connect({ path: server.path });
+    await new Promise((resolve) => socket.once('connect', resolve));
+    // Accepted by C, waiting for its first bytes (as nginx's connection is between connect and write).
+    await sleep(100);
+    const closing = server.server.close();
+    const raw = new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      socket.on('data', (c) => chunks.push(c)).on('error', reject).on('close', () => resolve(Buffer.concat(chunks)));
+    });
+    socket.write(packet);
+    expect(parseRawResponse(await raw).body.toString()).toBe('hello /during-reload');
+    await closing;
+    server = undefined;
+  });
+
   it('close() waits for the requests running natively', async () => {
     server = await start(
       (async (ex) => {
