@@ -20,7 +20,7 @@ import { RequestDecoder, type DecoderHandler, type RequestHead } from '../protoc
 import { handleConnection, scanHead, scanned, type ConnectionContext } from './connection.js';
 import { RequestLifecycle } from './lifecycle.js';
 import { LightSocket, type LightSocketOwner } from './light-socket.js';
-import { FramedResponse, waitDrain } from './response.js';
+import { FramedResponse, joinHead, waitDrain, writeChunk } from './response.js';
 
 export interface NativeAddon {
   /** onRequest's `peer`: a TCP peer's address (for --allow-from); undefined on Unix sockets. */
@@ -335,14 +335,13 @@ class NativeExchange extends RequestLifecycle implements LightSocketOwner {
   }
 
   protected endWith(text: string): void {
+    this.answered = true;
     if (this.conn !== undefined) {
       this.conn.end(text);
     } else {
       this.send(Buffer.from(text, 'utf8'));
-      this.answered = true;
       this.light?.gone();
     }
-    this.answered = true;
   }
 
   /** Closes the connection without (more of) an answer. */
@@ -444,33 +443,23 @@ class NativeResponse extends FramedResponse implements ResponseSink {
   write(chunk: Uint8Array | string): boolean {
     const length = this.bodyLength(chunk);
     if (length === 0) return true;
-    const isString = typeof chunk === 'string';
     const conn = this.ex.conn;
-    if (conn !== undefined) return (isString ? conn.write(chunk, 'utf8') : conn.write(chunk)) || conn.destroyed;
+    if (conn !== undefined) return writeChunk(conn, chunk);
     const head = this.pendingHead;
-    if (head !== undefined) {
-      // Head and the first chunk in one buffer, as SocketResponse sends them.
-      this.pendingHead = undefined;
-      const buffer = Buffer.allocUnsafe(head.length + length);
-      buffer.write(head, 0, head.length, 'latin1');
-      if (isString) buffer.write(chunk, head.length, length, 'utf8');
-      else buffer.set(chunk, head.length);
-      this.chunks.push(buffer);
-      this.size += buffer.length;
-    } else {
-      this.chunks.push(isString ? Buffer.from(chunk, 'utf8') : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-      this.size += length;
+    if (head === undefined) {
+      return this.collect(typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
     }
-    if (this.size <= COLLECT_LIMIT) return this.queue();
-    return this.spill();
+    // Head and the first chunk in one buffer, as SocketResponse sends them.
+    this.pendingHead = undefined;
+    return this.collect(joinHead(head, chunk, length));
   }
 
-  /** Raw bytes of a response the node interface's ServerResponse framed itself. */
-  collect(chunk: Buffer): void {
+  /** Framed bytes for the one write (also those of the node interface's ServerResponse, which frames its own);
+   * false when the connection became a net.Socket whose buffer is full. */
+  collect(chunk: Buffer): boolean {
     this.chunks.push(chunk);
     this.size += chunk.length;
-    if (this.size > COLLECT_LIMIT) this.spill();
-    else this.queue();
+    return this.size > COLLECT_LIMIT ? this.spill() : this.queue();
   }
 
   private queued = false;

@@ -102,7 +102,7 @@ export class SocketResponse extends FramedResponse implements ResponseSink {
     this.bodyBytes += length;
     const socket = this.socket;
     const head = this.pendingHead;
-    if (head === undefined) return (isString ? socket.write(chunk, 'utf8') : socket.write(chunk)) || socket.destroyed;
+    if (head === undefined) return writeChunk(socket, chunk);
     this.pendingHead = undefined;
     if (length > COALESCE_LIMIT) {
       // A big first chunk: head and chunk in one writev, without copying the chunk.
@@ -113,12 +113,7 @@ export class SocketResponse extends FramedResponse implements ResponseSink {
       return ok || socket.destroyed;
     }
     // Head and a small first chunk in one buffer: one write, one packet (most responses).
-    const headLength = head.length;
-    const buffer = Buffer.allocUnsafe(headLength + length);
-    buffer.write(head, 0, headLength, 'latin1');
-    if (isString) buffer.write(chunk, headLength, length, 'utf8');
-    else buffer.set(chunk, headLength);
-    return socket.write(buffer) || socket.destroyed;
+    return socket.write(joinHead(head, chunk, length)) || socket.destroyed;
   }
 
   drain(): Promise<void> {
@@ -135,6 +130,20 @@ export class SocketResponse extends FramedResponse implements ResponseSink {
 const RESOLVED = Promise.resolve();
 /** First chunks up to this size are copied behind the head (one buffer); bigger ones go out with writev. */
 const COALESCE_LIMIT = 16 * 1024;
+
+/** A body chunk to the socket (a string as UTF-8); true also once the socket is gone: nothing to wait for. */
+export function writeChunk(socket: Socket, chunk: Uint8Array | string): boolean {
+  return (typeof chunk === 'string' ? socket.write(chunk, 'utf8') : socket.write(chunk)) || socket.destroyed;
+}
+
+/** The head and the first body chunk (`length` bytes, a string as UTF-8) in one buffer. */
+export function joinHead(head: string, chunk: Uint8Array | string, length: number): Buffer {
+  const buffer = Buffer.allocUnsafe(head.length + length);
+  buffer.write(head, 0, head.length, 'latin1');
+  if (typeof chunk === 'string') buffer.write(chunk, head.length, length, 'utf8');
+  else buffer.set(chunk, head.length);
+  return buffer;
+}
 
 export function waitDrain(socket: Socket): Promise<void> {
   return new Promise((resolve) => {
