@@ -144,6 +144,9 @@ export function resolveConfig(input: ConfigInput): ResolvedConfig {
     app = input.cliApp;
     origins[APP_KEY] = { source: 'command line' };
   }
+  // --socket's default (127.0.0.1:3031) is for a server with no socket given: one given only --ssl-socket has no
+  // plain socket besides.
+  if (origins.socket!.source === 'default' && (options.sslSocket as unknown[]).length > 0) options.socket = [];
   return { options: options as unknown as Options, app, origins: origins as ResolvedConfig['origins'] };
 }
 

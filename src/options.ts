@@ -91,7 +91,7 @@ export const OPTIONS = [
     name: 'socket',
     flag: 'socket',
     arg: 'addr',
-    help: 'where to listen: unix:/path, /abs/path, host:port, [::1]:port or fd://N (repeatable)',
+    help: 'where to listen: unix:/path, /abs/path, host:port, [::1]:port or fd://N (repeatable); none by default when --ssl-socket is given',
     default: [{ kind: 'tcp', host: '127.0.0.1', port: 3031 }],
     repeatable: true,
     parse: (raw, previous) => [...previous, parseSocketAddress(raw)],

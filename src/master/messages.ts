@@ -61,6 +61,8 @@ export interface WorkerStats {
   buckets: number[];
   /** Seconds. */
   latencySum: number;
+  /** --ssl-socket handshakes that failed. */
+  tlsHandshakeFailures?: number;
 }
 
 /** `tls`: the --ssl-socket material, in options.sslSocket's order: at a worker's 'tls-get', and to every worker

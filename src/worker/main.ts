@@ -169,7 +169,7 @@ async function main(): Promise<void> {
       .map((r) => [r.method, r.uri, r.startedAt]);
     fds.check();
     const { rss, vsz } = memory.read();
-    const stats = workerStats(table.counters, table.busy, vsz);
+    const stats = workerStats(table.counters, table.busy, vsz, server.tlsFailures);
     return send({ t: 'hb', requests: table.requests, rss, inflight, stats });
   };
   const heartbeat = setInterval(() => void beat(), config.heartbeatMs);

@@ -5,6 +5,7 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_pr
 import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -90,7 +91,7 @@ describe('--ssl-socket', () => {
           server = await startServer({
             app: 'echo-vars.mjs',
             socket: `unix:${join(prefix, 'plain.sock')}`,
-            args: ['--ssl-socket', `127.0.0.1:${tlsPort},${join(prefix, 'app1.crt')},${join(prefix, 'app1.key')},${file('ca.crt')}`, '--accept', accept, '--workers', '2'],
+            args: ['--ssl-socket', `127.0.0.1:${tlsPort},${join(prefix, 'app1.crt')},${join(prefix, 'app1.key')},${file('ca.crt')}`, '--accept', accept, '--workers', '2', '--metrics', `unix:${join(prefix, 'metrics.sock')}`],
           });
         } catch (err) {
           if (!/ERR_SOCKET_IN_USE|EADDRINUSE/.test((err as Error).message)) throw err;
@@ -98,6 +99,8 @@ describe('--ssl-socket', () => {
       }
       const ready = await server.waitForLog((l) => l.msg === 'ready');
       expect(ready.sockets).toEqual([`unix:${join(prefix, 'plain.sock')}`, `127.0.0.1:${tlsPort}`]);
+      // --accept native serves the plain socket natively, the TLS one in JavaScript.
+      if (accept === 'native') expect(server.logs.find((l) => l.msg === 'accept: native')).toMatchObject({ sockets: 1 });
       for (let attempt = 0; attempt < 3 && nginx === undefined; attempt++) {
         port = await freePort();
         const site = spawnSync(process.execPath, [
@@ -165,6 +168,19 @@ describe('--ssl-socket', () => {
       expect(line.peer).toBe('127.0.0.1');
       const handshakeWarnings = server.logs.filter((l) => l.code === 'ERR_TLS_HANDSHAKE');
       expect(handshakeWarnings).toHaveLength(3);
+      // Counted too, over both workers, on the heartbeats.
+      let failures: number | undefined;
+      for (let i = 0; i < 60 && failures !== 3; i++) {
+        const text = await new Promise<string>((resolve, reject) => {
+          http.get({ socketPath: join(prefix, 'metrics.sock'), path: '/metrics' }, (res) => {
+            let body = '';
+            res.setEncoding('utf8').on('data', (c: string) => (body += c)).on('end', () => resolve(body));
+          }).on('error', reject);
+        });
+        failures = Number(/^nodeuwsgi_tls_handshake_failures_total (\d+)$/m.exec(text)?.[1]);
+        if (failures !== 3) await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect(failures).toBe(3);
       expect((await httpRequest(url('/still'))).status).toBe(200);
     });
 
