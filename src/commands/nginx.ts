@@ -188,7 +188,7 @@ export function nginxSite(options: NginxSiteOptions, argv: readonly string[] = [
   if (several !== undefined) site = upstreamDirectives(site, several);
   // The filled-in lines need no editing any more.
   site = site.replace(/[ \t]+# EDIT\b.*$/gm, '');
-  if (several !== undefined) site = `${upstreamBlock(several)}\n${site}`;
+  if (several !== undefined) site = `\n${upstreamBlock(several)}\n${site}`;
 
   const run = ['node-uwsgi', './app.js'];
   if (several === undefined) run.push('--socket', formatSocketAddress(socket));
@@ -357,8 +357,8 @@ function upstreamDirectives(site: string, upstream: UpstreamOptions): string {
   if (ssl !== undefined) {
     lines.push(
       '',
-      '# uwsgi over TLS (node-uwsgi --ssl-socket): nginx shows its client certificate (the hosts\' CA file requires',
-      '# it) and checks theirs against the private CA, under one name that every host certificate carries.',
+      '# uwsgi over TLS (node-uwsgi --ssl-socket): nginx shows its client certificate (hosts given the CA file',
+      '# require one) and checks theirs against the private CA, under the one name every host certificate carries.',
       `uwsgi_ssl_certificate ${ssl.certificate};`,
       `uwsgi_ssl_certificate_key ${ssl.key};`,
       `uwsgi_ssl_trusted_certificate ${ssl.trusted};`,

@@ -233,7 +233,7 @@ describe('--ssl-socket', () => {
     }, 60_000);
   });
 
-  it('refuses to start with a missing key or a key that is not the certificate\'s, naming the file', async () => {
+  it('refuses to start with a missing key or a key that is not the certificate\'s, naming the file, or beyond loopback without --allow-from', async () => {
     const cases: Array<[string, string, RegExp]> = [
       [join(pki, 'missing.key'), 'ERR_TLS_FILE', /missing\.key/],
       [join(pki, 'app2.key'), 'ERR_TLS_KEY_MISMATCH', /app2\.key/],
@@ -248,6 +248,14 @@ describe('--ssl-socket', () => {
       expect(launched.stderr()).toMatch(names);
       expect(launched.logs.some((l) => l.code === code)).toBe(true);
     }
+    // A TLS socket beyond loopback needs --allow-from as a plain one does: TLS authenticates, the list admits.
+    const open = launchServer({
+      app: 'echo-vars.mjs',
+      socket: `unix:${join(dir, 'never.sock')}`,
+      args: ['--ssl-socket', `0.0.0.0:${await freePort()},${join(pki, 'app1.crt')},${join(pki, 'app1.key')},${join(pki, 'ca.crt')}`],
+    });
+    expect(await open.exited).toBe(1);
+    expect(open.logs.some((l) => l.code === 'ERR_ALLOW_FROM_REQUIRED')).toBe(true);
   });
 
   it('warns at start about a certificate that expires soon, with its notAfter', async () => {

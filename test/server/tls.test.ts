@@ -5,7 +5,14 @@ import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { BlockList, type AddressInfo } from 'node:net';
+import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ExchangeHandler } from '../../src/exchange.js';
+import { DEFAULT_LIMITS } from '../../src/protocol/decoder.js';
+import { encodeRequest } from '../../src/protocol/encoder.js';
+import { createServer } from '../../src/server/server.js';
+import { memoryLogger, nginxVars } from '../helpers/serve.js';
 import { isUwsgiError, type ErrorCode } from '../../src/errors.js';
 import { parseSslSocket } from '../../src/options.js';
 import { EXPIRY_WARNING_DAYS, expiryWarning, handshakeCause, loadTlsMaterial } from '../../src/server/tls.js';
@@ -97,5 +104,65 @@ describe('handshakeCause', () => {
     expect(handshakeCause(err('ERR_SSL_UNSUPPORTED_PROTOCOL'), null).cause).toContain('TLS 1.2 or 1.3');
     expect(handshakeCause(err('ECONNRESET'), null)).toMatchObject({ quiet: true });
     expect(handshakeCause(err('ERR_SSL_SOMETHING_NEW'), null)).toMatchObject({ quiet: false, cause: 'ERR_SSL_SOMETHING_NEW: ERR_SSL_SOMETHING_NEW' });
+  });
+});
+
+describe('a TLS listener (server.ts listenTls)', () => {
+  const hello: ExchangeHandler = async (ex) => {
+    ex.response.writeHead(200, undefined, [['Content-Type', 'text/plain']]);
+    ex.response.write('hello over tls');
+    ex.response.end();
+  };
+
+  function connect(port: number): Promise<{ serial?: string; answer: string; error?: string }> {
+    return new Promise((resolve) => {
+      let serial: string | undefined;
+      let answer = '';
+      const socket = tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false }, () => {
+        serial = socket.getPeerCertificate().serialNumber;
+        socket.write(encodeRequest(nginxVars()));
+      });
+      socket.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+      socket.on('error', (err: NodeJS.ErrnoException) => resolve({ serial, answer, error: err.code }));
+      socket.on('close', () => resolve({ serial, answer }));
+    });
+  }
+
+  it('checks --allow-from on the plain connection, before any handshake', async () => {
+    const { log, records } = memoryLogger();
+    const onlyElsewhere = new BlockList();
+    onlyElsewhere.addAddress('10.9.9.9');
+    const server = createServer({ handler: hello, log, limits: DEFAULT_LIMITS, allowList: onlyElsewhere });
+    try {
+      await server.listenTls([{ address: { kind: 'tcp', host: '127.0.0.1', port: 0 }, material: loadTlsMaterial(socket('a.crt', 'a.key')), mutual: false }]);
+      const port = (server.servers[0]!.address() as AddressInfo).port;
+      const result = await connect(port);
+      expect(result.serial).toBeUndefined();
+      expect(result.answer).toBe('');
+      expect(records.filter((r) => r.code === 'ERR_PEER_NOT_ALLOWED').map((r) => r.peer)).toEqual(['127.0.0.1']);
+      expect(records.some((r) => r.code === 'ERR_TLS_HANDSHAKE')).toBe(false);
+      expect(server.tlsFailures).toBe(0);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('serves uwsgi over TLS, and updateTls gives the next connections the new certificate', async () => {
+    const { log } = memoryLogger();
+    const server = createServer({ handler: hello, log, limits: DEFAULT_LIMITS });
+    try {
+      const a = loadTlsMaterial(socket('a.crt', 'a.key'));
+      const b = loadTlsMaterial(socket('b.crt', 'b.key'));
+      await server.listenTls([{ address: { kind: 'tcp', host: '127.0.0.1', port: 0 }, material: a, mutual: false }]);
+      const port = (server.servers[0]!.address() as AddressInfo).port;
+      const first = await connect(port);
+      expect(first.serial).toBe(a.serial);
+      expect(first.answer).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*hello over tls$/);
+      server.updateTls(0, b);
+      expect((await connect(port)).serial).toBe(b.serial);
+      expect(b.serial).not.toBe(a.serial);
+    } finally {
+      await server.close();
+    }
   });
 });
