@@ -158,7 +158,7 @@ describe('--ssl-socket', () => {
       expect(server.alive()).toBe(true);
     });
 
-    it('logs plain uwsgi bytes sent to the TLS socket', async () => {
+    it('logs plain uwsgi bytes sent to the TLS socket, and a client that offers only TLS 1.1', async () => {
       await new Promise<void>((resolve) => {
         const socket = net.connect(tlsPort, '127.0.0.1', () => socket.write(encodeRequest(VARS)));
         socket.on('error', () => {});
@@ -166,11 +166,16 @@ describe('--ssl-socket', () => {
       });
       const line = await server.waitForLog((l) => l.code === 'ERR_TLS_HANDSHAKE' && String(l.cause).includes('does not speak TLS'));
       expect(line.peer).toBe('127.0.0.1');
+      // A real TLS 1.1 ClientHello (OpenSSL 3 offers it only at security level 0).
+      const old = spawnSync('openssl', ['s_client', '-connect', `127.0.0.1:${tlsPort}`, '-tls1_1', '-cipher', 'DEFAULT@SECLEVEL=0'], { input: '', encoding: 'utf8', timeout: 10_000 });
+      expect(`${old.stdout}${old.stderr}`).toMatch(/alert protocol version/);
+      const version = await server.waitForLog((l) => l.code === 'ERR_TLS_HANDSHAKE' && String(l.cause).includes('TLS 1.2 or 1.3 is required'));
+      expect(version).toMatchObject({ peer: '127.0.0.1', tlsError: 'ERR_SSL_UNSUPPORTED_PROTOCOL' });
       const handshakeWarnings = server.logs.filter((l) => l.code === 'ERR_TLS_HANDSHAKE');
-      expect(handshakeWarnings).toHaveLength(3);
+      expect(handshakeWarnings).toHaveLength(4);
       // Counted too, over both workers, on the heartbeats.
       let failures: number | undefined;
-      for (let i = 0; i < 60 && failures !== 3; i++) {
+      for (let i = 0; i < 60 && failures !== 4; i++) {
         const text = await new Promise<string>((resolve, reject) => {
           http.get({ socketPath: join(prefix, 'metrics.sock'), path: '/metrics' }, (res) => {
             let body = '';
@@ -178,9 +183,9 @@ describe('--ssl-socket', () => {
           }).on('error', reject);
         });
         failures = Number(/^nodeuwsgi_tls_handshake_failures_total (\d+)$/m.exec(text)?.[1]);
-        if (failures !== 3) await new Promise((resolve) => setTimeout(resolve, 100));
+        if (failures !== 4) await new Promise((resolve) => setTimeout(resolve, 100));
       }
-      expect(failures).toBe(3);
+      expect(failures).toBe(4);
       expect((await httpRequest(url('/still'))).status).toBe(200);
     });
 
