@@ -238,6 +238,28 @@ describe('--ssl-socket', () => {
     }, 60_000);
   });
 
+  it('takes the README\'s host command line, and prints the nginx block the README shows for its nginx command', () => {
+    const [, host, , nginxCommand] = severalHostsBlocks();
+    const words = (block: string): string[] => block.replace(/\\\n/g, ' ').split(/\s+/).filter((w) => w !== '');
+    const hostArgs = words(host!);
+    expect(hostArgs.slice(0, 2)).toEqual(['node-uwsgi', './app.js']);
+    const printed = spawnSync(process.execPath, [CLI, ...hostArgs.slice(1), '--print-config'], { encoding: 'utf8' });
+    expect(printed.status, printed.stderr).toBe(0);
+    expect(printed.stdout).toMatch(/^ssl-socket = \["10\.0\.0\.11:3031,\/etc\/node-uwsgi\/server\.crt,\/etc\/node-uwsgi\/server\.key,\/etc\/node-uwsgi\/ca\.crt"\]/m);
+    // No plain socket besides the TLS one.
+    expect(printed.stdout).toMatch(/^socket = \[\] +# default$/m);
+
+    const nginxArgs = words(nginxCommand!);
+    expect(nginxArgs.slice(0, 3)).toEqual(['npx', 'node-uwsgi', 'nginx']);
+    const generated = spawnSync(process.execPath, [CLI, ...nginxArgs.slice(2, nginxArgs.indexOf('>'))], { encoding: 'utf8' });
+    expect(generated.status, generated.stderr).toBe(0);
+    const start = readme.indexOf('\n## Several hosts\n');
+    const shown = /```nginx\n([\s\S]*?)```/.exec(readme.slice(start))![1]!;
+    const lines = shown.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#') && l !== '}' && !l.startsWith('include'));
+    const out = generated.stdout.split('\n').map((l) => l.trim());
+    for (const line of lines) expect(out, line).toContain(line);
+  });
+
   it('refuses to start with a missing key or a key that is not the certificate\'s, naming the file, or beyond loopback without --allow-from', async () => {
     const cases: Array<[string, string, RegExp]> = [
       [join(pki, 'missing.key'), 'ERR_TLS_FILE', /missing\.key/],
