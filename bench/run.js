@@ -41,6 +41,22 @@ const GOALS = [
 const ACCEPT_JS = ['--accept', 'js'];
 const EXTRA_ARGS = (process.env.BENCH_NODE_UWSGI_ARGS ?? '').split(' ').filter(Boolean);
 
+/** The wsgi hello on --ssl-socket (a Unix socket, mutual TLS), nginx speaking `protocols` to it. */
+function tlsTarget(key, label, protocols) {
+  return {
+    key,
+    label,
+    upstream: 'suwsgi',
+    protocols,
+    argv: (sock) => {
+      const pki = tlsFiles();
+      return ['dist/cli.js', 'examples/hello-wsgi.js', '--ssl-socket', `unix:${sock},${pki}/server.crt,${pki}/server.key,${pki}/ca.crt`, '--log-level', 'warn', ...EXTRA_ARGS];
+    },
+    extra: true,
+    needs: () => (spawnSync('openssl', ['version']).status === 0 ? null : 'the openssl CLI, to make the certificates'),
+  };
+}
+
 /** A node-uwsgi target: `node dist/cli.js APP --socket unix:SOCK --log-level warn ...args`. */
 function nodeUwsgi(key, label, app, args, more = {}) {
   return {
@@ -81,18 +97,10 @@ export const TARGETS = [
   nodeUwsgi('node-js', 'node --accept js', 'examples/hello-node.js', ACCEPT_JS, { extra: true }),
   nodeUwsgi('node-native', 'node --accept native', 'examples/hello-node.js', ['--accept', 'native'], { extra: true }),
   nodeUwsgi('fetch-js', 'fetch --accept js', 'examples/hello-fetch.js', ACCEPT_JS, { extra: true }),
-  // uwsgi over TLS (--ssl-socket, on the JavaScript path: compare with wsgi-js), mutual TLS, nginx reusing sessions.
-  {
-    key: 'wsgi-tls',
-    label: 'wsgi --ssl-socket',
-    upstream: 'suwsgi',
-    argv: (sock) => {
-      const pki = tlsFiles();
-      return ['dist/cli.js', 'examples/hello-wsgi.js', '--ssl-socket', `unix:${sock},${pki}/server.crt,${pki}/server.key,${pki}/ca.crt`, '--log-level', 'warn', ...EXTRA_ARGS];
-    },
-    extra: true,
-    needs: () => (spawnSync('openssl', ['version']).status === 0 ? null : 'the openssl CLI, to make the certificates'),
-  },
+  // uwsgi over TLS (--ssl-socket, on the JavaScript path: compare with wsgi-js), mutual TLS, nginx reusing sessions
+  // with the protocols `node-uwsgi nginx --ssl` prints (TLS 1.3 where both ends have it), or TLS 1.2 only.
+  tlsTarget('wsgi-tls', 'wsgi --ssl-socket', 'TLSv1.2 TLSv1.3'),
+  tlsTarget('wsgi-tls12', 'wsgi --ssl-socket 1.2', 'TLSv1.2'),
   { key: 'node-http', label: 'node:http proxy_pass', upstream: 'http', argv: (sock) => ['bench/node-http.js', sock] },
   nodeUwsgi('wsgi-1w', 'wsgi --workers 1', 'examples/hello-wsgi.js', ['--workers', '1'], { extra: true }),
   nodeUwsgi('wsgi-2w', 'wsgi --workers 2', 'examples/hello-wsgi.js', ['--workers', '2'], { nginxWorkers: 2, extra: true }),
@@ -321,6 +329,7 @@ export function nginxConf(dir, port, target, sock) {
             'uwsgi_ssl_verify on;',
             'uwsgi_ssl_name node-uwsgi;',
             'uwsgi_ssl_session_reuse on;',
+            `uwsgi_ssl_protocols ${target.protocols};`,
           ].join('\n            ')
         : 'proxy_pass http://up;\n            proxy_http_version 1.1;\n            proxy_set_header Connection "";';
   const upstream = target.upstream === 'http' ? `upstream up { server unix:${sock}; keepalive 32; }\n    ` : '';
