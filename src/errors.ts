@@ -152,7 +152,7 @@ export const ERRORS = {
     message: 'the certificate {file} of --ssl-socket {address} expired on {notAfter}: peers that verify it (nginx\'s uwsgi_ssl_verify) refuse it; renew it, then send SIGHUP',
   },
   ERR_TLS_CERT_EXPIRING: {
-    message: 'the certificate {file} of --ssl-socket {address} expires on {notAfter}, in {days} days: renew it, then send SIGHUP',
+    message: 'the certificate {file} of --ssl-socket {address} expires on {notAfter}, in {left}: renew it, then send SIGHUP',
   },
   ERR_TLS_HANDSHAKE: {
     message: 'TLS handshake with {peer} on {address} failed: {cause}; the connection was closed unserved',

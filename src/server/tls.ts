@@ -95,9 +95,11 @@ export function expiryWarning(ssl: SslSocket, material: TlsMaterial, now = Date.
   const notAfter = Date.parse(material.notAfter);
   const details = { file: ssl.cert, address: formatSocketAddress(ssl.address), notAfter: material.notAfter };
   if (notAfter <= now) return new UwsgiError('ERR_TLS_CERT_EXPIRED', details);
-  const days = Math.floor((notAfter - now) / DAY_MS);
-  if (notAfter - now < EXPIRY_WARNING_DAYS * DAY_MS) return new UwsgiError('ERR_TLS_CERT_EXPIRING', { ...details, days });
-  return undefined;
+  const left = notAfter - now;
+  if (left >= EXPIRY_WARNING_DAYS * DAY_MS) return undefined;
+  const days = Math.floor(left / DAY_MS);
+  const hours = Math.max(1, Math.floor(left / (DAY_MS / 24)));
+  return new UwsgiError('ERR_TLS_CERT_EXPIRING', { ...details, days, left: days >= 2 ? `${days} days` : `${hours} hour${hours === 1 ? '' : 's'}` });
 }
 
 /** The secure context of one --ssl-socket (tls.createSecureContext's and tls.Server's setSecureContext options). */

@@ -90,6 +90,8 @@ describe('expiryWarning', () => {
     expect(soon?.code).toBe('ERR_TLS_CERT_EXPIRING');
     expect(soon?.message).toContain(material.notAfter);
     expect(soon?.message).toContain('in 3 days');
+    expect(expiryWarning(ssl, material, notAfter - 30 * 3600 * 1000)?.message).toContain('in 30 hours');
+    expect(expiryWarning(ssl, material, notAfter - 60 * 1000)?.message).toContain('in 1 hour:');
     expect(expiryWarning(ssl, material, notAfter + 1)?.code).toBe('ERR_TLS_CERT_EXPIRED');
   });
 });
