@@ -238,6 +238,36 @@ describe('--ssl-socket', () => {
     }, 60_000);
   });
 
+  it('gives a node app nginx\'s scheme and client address, not the TLS hop\'s', async () => {
+    let server: ServerProcess | undefined;
+    const tlsPort = await freePort();
+    try {
+      server = await startServer({
+        app: 'node.mjs',
+        socket: `unix:${join(dir, 'node-plain.sock')}`,
+        args: ['--ssl-socket', `127.0.0.1:${tlsPort},${file('app1.crt')},${file('app1.key')},${file('ca.crt')}`],
+      });
+      const ask = async (https: boolean): Promise<Record<string, unknown>> => {
+        const vars = ['REQUEST_METHOD', 'GET', 'REQUEST_URI', '/hello', 'PATH_INFO', '/hello', 'QUERY_STRING', '', 'SERVER_NAME', 'localhost', 'SERVER_PORT', '80',
+          'SERVER_PROTOCOL', 'HTTP/1.1', 'REMOTE_ADDR', '203.0.113.7', 'REMOTE_PORT', '40000', 'HTTP_HOST', 'example.com', ...(https ? ['HTTPS', 'on'] : [])];
+        const answer = await new Promise<string>((resolve, reject) => {
+          let raw = '';
+          const socket = tls.connect({ port: tlsPort, host: '127.0.0.1', servername: 'node-uwsgi', ca: readFileSync(file('ca.crt')), cert: readFileSync(file('client.crt')), key: readFileSync(file('client.key')) }, () =>
+            socket.write(encodeRequest(vars)),
+          );
+          socket.on('data', (d: Buffer) => (raw += d.toString('latin1')));
+          socket.on('error', reject);
+          socket.on('close', () => resolve(raw));
+        });
+        return JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as Record<string, unknown>;
+      };
+      expect(await ask(false)).toMatchObject({ scheme: 'http', remoteAddress: '203.0.113.7', remotePort: 40000 });
+      expect(await ask(true)).toMatchObject({ scheme: 'https', remoteAddress: '203.0.113.7' });
+    } finally {
+      await server?.stop();
+    }
+  });
+
   it('takes the README\'s host command line, and prints the nginx block the README shows for its nginx command', () => {
     const [, host, , nginxCommand] = severalHostsBlocks();
     const words = (block: string): string[] => block.replace(/\\\n/g, ' ').split(/\s+/).filter((w) => w !== '');
