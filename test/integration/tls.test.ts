@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { encodeRequest } from '../../src/protocol/encoder.js';
 import {
   CLI, NGINX_BIN, ROOT, accepting, freePort, httpRequest, launchServer, nginxConfig, requireNginx, seededBytes, sha256, startServer,
@@ -236,6 +237,46 @@ describe('--ssl-socket', () => {
       expect((await httpRequest(url('/after/broken'))).status).toBe(200);
       writeFileSync(join(prefix, 'app1.crt'), readFileSync(file('app1.crt')));
     }, 60_000);
+  });
+
+  it('tunnels a WebSocket through nginx over TLS (the generated block with --websocket)', async () => {
+    const tlsPort = await freePort();
+    const prefix = mkdtempSync(join(dir, 'ws-'));
+    const server = await startServer({
+      app: 'ws-server.mjs',
+      socket: `unix:${join(prefix, 'plain.sock')}`,
+      args: ['--ssl-socket', `127.0.0.1:${tlsPort},${file('app1.crt')},${file('app1.key')},${file('ca.crt')}`],
+    });
+    let nginx: ChildProcess | undefined;
+    try {
+      let port = 0;
+      for (let attempt = 0; attempt < 3 && nginx === undefined; attempt++) {
+        port = await freePort();
+        const site = spawnSync(process.execPath, [
+          CLI, 'nginx', '--upstream', `127.0.0.1:${tlsPort}`, '--ssl', '--listen', `127.0.0.1:${port}`, '--server-name', 'localhost', '--websocket', '/ws/',
+          '--ssl-certificate', file('client.crt'), '--ssl-certificate-key', file('client.key'), '--ssl-trusted-certificate', file('ca.crt'),
+        ], { encoding: 'utf8' });
+        expect(site.stderr).toBe('');
+        const conf = join(prefix, 'nginx.conf');
+        writeFileSync(conf, nginxConfig(prefix, site.stdout));
+        const child = spawn(NGINX_BIN, ['-p', prefix, '-c', conf, '-e', join(prefix, 'error.log')], { stdio: 'ignore' });
+        if (await accepting(port, child)) nginx = child;
+      }
+      expect(nginx).toBeDefined();
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/ws/over-tls`);
+      const [first] = (await once(ws, 'message')) as [Buffer];
+      expect(JSON.parse(first.toString())).toMatchObject({ url: '/ws/over-tls', remoteAddress: '127.0.0.1' });
+      const big = seededBytes(3, 300_000);
+      const echoed = once(ws, 'message') as Promise<[Buffer]>;
+      ws.send(big);
+      expect(sha256((await echoed)[0])).toBe(sha256(big));
+      ws.close();
+      await once(ws, 'close');
+    } finally {
+      nginx?.kill('SIGTERM');
+      if (nginx && nginx.exitCode === null) await once(nginx, 'exit');
+      await server.stop();
+    }
   });
 
   it('gives a node app nginx\'s scheme and client address, not the TLS hop\'s', async () => {
