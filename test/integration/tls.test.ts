@@ -247,6 +247,7 @@ describe('--ssl-socket', () => {
       socket: `unix:${join(prefix, 'plain.sock')}`,
       args: ['--ssl-socket', `127.0.0.1:${tlsPort},${file('app1.crt')},${file('app1.key')},${file('ca.crt')}`],
     });
+    await server.waitForLog((l) => l.msg === 'ready');
     let nginx: ChildProcess | undefined;
     try {
       let port = 0;
@@ -288,6 +289,8 @@ describe('--ssl-socket', () => {
         socket: `unix:${join(dir, 'node-plain.sock')}`,
         args: ['--ssl-socket', `127.0.0.1:${tlsPort},${file('app1.crt')},${file('app1.key')},${file('ca.crt')}`],
       });
+      // startServer may have seen the plain Unix socket accept first; the TLS socket listens by 'ready'.
+      await server.waitForLog((l) => l.msg === 'ready');
       const ask = async (https: boolean): Promise<Record<string, unknown>> => {
         const vars = ['REQUEST_METHOD', 'GET', 'REQUEST_URI', '/hello', 'PATH_INFO', '/hello', 'QUERY_STRING', '', 'SERVER_NAME', 'localhost', 'SERVER_PORT', '80',
           'SERVER_PROTOCOL', 'HTTP/1.1', 'REMOTE_ADDR', '203.0.113.7', 'REMOTE_PORT', '40000', 'HTTP_HOST', 'example.com', ...(https ? ['HTTPS', 'on'] : [])];
