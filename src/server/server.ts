@@ -11,6 +11,15 @@ import { lifecycleContext, type RequestTracker } from './lifecycle.js';
 import { effectiveBacklog, listenOn, prepareAddress, setSocketMode } from './listen.js';
 import { bindSocket, NativeListener, type NativeAddon } from './native.js';
 import { admitPeer } from './allow.js';
+import { TlsFront, type TlsMaterial } from './tls.js';
+
+/** One --ssl-socket as a worker listens on it: where, and the material its secure context is made of. */
+export interface TlsListen {
+  readonly address: SocketAddress;
+  readonly material: TlsMaterial;
+  /** Peers need a client certificate signed by material.ca. */
+  readonly mutual: boolean;
+}
 
 export interface ServerConfig {
   readonly handler: ExchangeHandler;
@@ -47,6 +56,12 @@ export function acceptErrorListener(config: Pick<ServerConfig, 'log' | 'onAccept
 export interface UwsgiServer {
   /** Starts listening on every address; rejects (closing what was opened) if any fails. */
   listen(addresses: readonly SocketAddress[]): Promise<void>;
+  /** Starts listening for uwsgi over TLS (--ssl-socket), always in JavaScript; rejects as listen(). */
+  listenTls(sockets: readonly TlsListen[]): Promise<void>;
+  /** New certificates for the TLS socket at `index` (in listenTls's order): for connections from now on. */
+  updateTls(index: number, material: TlsMaterial): void;
+  /** TLS handshakes that failed, over every TLS socket. */
+  readonly tlsFailures: number;
   /** Stops accepting, waits for in-flight connections to finish, removes Unix socket files. */
   close(): Promise<void>;
   /** Number of connections being served. */
@@ -57,6 +72,7 @@ export interface UwsgiServer {
 export function createServer(config: ServerConfig): UwsgiServer {
   const servers: net.Server[] = [];
   const natives: NativeListener[] = [];
+  const fronts: TlsFront[] = [];
   const unixPaths: string[] = [];
   const inflight = new Set<Promise<void>>();
   const context = {
@@ -94,6 +110,33 @@ export function createServer(config: ServerConfig): UwsgiServer {
       return inflight.size + natives.reduce((n, listener) => n + listener.requests, 0);
     },
     servers,
+    get tlsFailures() {
+      return fronts.reduce((n, front) => n + front.failures, 0);
+    },
+    updateTls(index, material) {
+      fronts[index]?.update(material);
+    },
+    async listenTls(sockets) {
+      try {
+        for (const { address, material, mutual } of sockets) {
+          const label = material.address;
+          const front = new TlsFront(material, config.log, mutual, context.headerTimeout, (socket) => track(handleConnection(socket, context)));
+          fronts.push(front);
+          // --allow-from on the plain connection, before any handshake.
+          const server = net.createServer({ noDelay: true }, (socket) => {
+            if (admitPeer(allowList, socket, config.log)) front.accept(socket);
+          });
+          servers.push(server);
+          await listenOn(server, address, config.chmodSocket, config.shared, config.backlog);
+          server.on('error', onAcceptError);
+          if (address.kind === 'unix' && !config.shared) unixPaths.push(address.path);
+          config.log[config.shared ? 'debug' : 'info']({ address: label, tls: true, serial: material.serial }, 'listening');
+        }
+      } catch (err) {
+        await this.close();
+        throw err;
+      }
+    },
     async listen(addresses) {
       try {
         for (const address of addresses) {
