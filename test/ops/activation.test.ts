@@ -72,7 +72,7 @@ describe('takeListenFds, from the environment', () => {
 
   it('leaves the options as they are without activation', () => {
     const { log } = memoryLogger();
-    const options = { socket: [{ kind: 'tcp', host: '127.0.0.1', port: 3031 }] } as unknown as Options;
+    const options = { socket: [{ kind: 'tcp', host: '127.0.0.1', port: 3031 }], sslSocket: [] } as unknown as Options;
     expect(activateSockets(options, log, {}, 4242)).toBe(options);
   });
 });
@@ -181,7 +181,7 @@ describe('takeListenFds and inspectFd, with real fds', () => {
        report('closed', () => m.inspectFd(1000));
        report('devnull', () => m.inspectFd(0) ?? 'not a socket');
        report('socketpair', () => m.inspectFd(1));
-       report('options', () => m.activateSockets({ socket: [{ kind: 'tcp', host: '127.0.0.1', port: 3031 }] }, log, { LISTEN_PID: pid, LISTEN_FDS: '2', LISTEN_FDNAMES: 'web:api' }, process.pid).socket);`,
+       report('options', () => m.activateSockets({ socket: [{ kind: 'tcp', host: '127.0.0.1', port: 3031 }], sslSocket: [] }, log, { LISTEN_PID: pid, LISTEN_FDS: '2', LISTEN_FDNAMES: 'web:api' }, process.pid).socket);`,
     );
     const unixSocket = { kind: 'unix', path, listening: true, stream: true };
     const tcpSocket = { kind: 'tcp', host: '127.0.0.1', port, listening: true, stream: true };
