@@ -26,6 +26,15 @@ export interface ResponseSink {
   end(): void;
 }
 
+/** What a socket that is not a net.Socket (the native path's light socket) tells the request it serves, in place of
+ * the 'close', 'drain' and 'timeout' listeners a net.Socket would get (a listener added and removed per request
+ * is a measurable share of a small request's cost). Such a socket has a `hooks` property. */
+export interface SocketHooks {
+  closed(): void;
+  drain(): void;
+  timeout(): void;
+}
+
 export interface Exchange {
   readonly modifier1: number;
   readonly modifier2: number;

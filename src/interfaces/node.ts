@@ -3,7 +3,7 @@
 import { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import type { Exchange, ExchangeHandler } from '../exchange.js';
+import type { Exchange, ExchangeHandler, SocketHooks } from '../exchange.js';
 import { requestLineOf } from '../protocol/vars.js';
 
 interface AddHeaderLines {
@@ -129,60 +129,101 @@ function serveNode(exchange: Exchange, handler: NodeHandler): Promise<void> {
   res.useChunkedEncodingByDefault = false;
   res.shouldKeepAlive = false;
   res.assignSocket(socket);
-
-  // What http.Server does for its own sockets (socketOnDrain): a response whose write() returned false hears
-  // 'drain' when the socket drains. Without it, `await once(res, 'drain')` would wait forever.
-  const onDrain = (): void => {
-    if (!res.writableNeedDrain) return;
-    clearNeedDrain(res);
-    res.emit('drain');
-  };
-  socket.on('drain', onDrain);
-  // And its socketOnTimeout: res.setTimeout(ms, cb) and req.setTimeout set the socket's idle timeout, whose
-  // 'timeout' reaches the request and response; nobody listening, the connection is closed.
-  const onTimeout = (): void => {
-    const heard = (!req.complete && req.emit('timeout', socket)) || res.emit('timeout', socket);
-    if (!heard) socket.destroy();
-  };
-  socket.on('timeout', onTimeout);
-
   return new Promise<void>((resolve, reject) => {
-    const settle = (): void => {
-      socket.off('close', onClose);
-      socket.off('drain', onDrain);
-      socket.off('timeout', onTimeout);
-      exchange.status = res.statusCode;
-      if (res.socket === socket) res.detachSocket(socket);
-      afterFinish(req, res);
-      resolve();
-    };
-    const onClose = (): void => {
-      socket.off('drain', onDrain);
-      socket.off('timeout', onTimeout);
-      if (!res.writableFinished) {
-        req.destroy();
-        // A 504 or 408 the server answered itself stays what the access log says.
-        exchange.status = res.headersSent ? res.statusCode : exchange.status || 499;
-      }
-      resolve();
-    };
-    const fail = (err: unknown): void => {
-      res.off('finish', settle);
-      socket.off('close', onClose);
-      socket.off('drain', onDrain);
-      socket.off('timeout', onTimeout);
-      if (res.headersSent) exchange.status = res.statusCode;
-      reject(err);
-    };
-    res.once('finish', settle);
-    socket.once('close', onClose);
+    const call = new NodeCall(exchange, socket, req, res, resolve, reject);
     try {
       const result = handler(req, res);
-      if (isThenable(result)) result.then(undefined, fail);
+      if (isThenable(result)) result.then(undefined, (err: unknown) => call.fail(err));
     } catch (err) {
-      fail(err);
+      call.fail(err);
     }
   });
+}
+
+/**
+ * One request of the node interface while its response runs: what http.Server does for its own sockets, and the
+ * end of the exchange. A light socket (the native path) calls its hooks directly; a net.Socket gets listeners.
+ */
+class NodeCall implements SocketHooks {
+  private readonly finished: () => void;
+  private listeners: { close: () => void; drain: () => void; timeout: () => void } | undefined;
+
+  constructor(
+    private readonly exchange: Exchange,
+    private readonly socket: Socket,
+    private readonly req: IncomingMessage,
+    private readonly res: ServerResponse,
+    private readonly resolve: () => void,
+    private readonly reject: (err: unknown) => void,
+  ) {
+    this.finished = () => this.settle();
+    res.on('finish', this.finished);
+    const light = socket as Socket & { hooks?: SocketHooks | undefined };
+    if ('hooks' in light) light.hooks = this;
+    else {
+      this.listeners = { close: () => this.closed(), drain: () => this.drain(), timeout: () => this.timeout() };
+      socket.once('close', this.listeners.close);
+      socket.on('drain', this.listeners.drain);
+      socket.on('timeout', this.listeners.timeout);
+    }
+  }
+
+  /** socketOnDrain: a response whose write() returned false hears 'drain' when the socket drains. Without it,
+   * `await once(res, 'drain')` would wait forever. */
+  drain(): void {
+    if (!this.res.writableNeedDrain) return;
+    clearNeedDrain(this.res);
+    this.res.emit('drain');
+  }
+
+  /** socketOnTimeout: res.setTimeout(ms, cb) and req.setTimeout set the socket's idle timeout, whose 'timeout'
+   * reaches the request and response; nobody listening, the connection is closed. */
+  timeout(): void {
+    const { req, res, socket } = this;
+    const heard = (!req.complete && req.emit('timeout', socket)) || res.emit('timeout', socket);
+    if (!heard) socket.destroy();
+  }
+
+  /** The connection closed: before the response finished, the request is aborted. */
+  closed(): void {
+    this.unhook();
+    const { exchange, req, res } = this;
+    if (!res.writableFinished) {
+      req.destroy();
+      // A 504 or 408 the server answered itself stays what the access log says.
+      exchange.status = res.headersSent ? res.statusCode : exchange.status || 499;
+    }
+    this.resolve();
+  }
+
+  private settle(): void {
+    const { exchange, req, res, socket } = this;
+    this.unhook();
+    exchange.status = res.statusCode;
+    if (res.socket === socket) res.detachSocket(socket);
+    afterFinish(req, res);
+    this.resolve();
+  }
+
+  fail(err: unknown): void {
+    this.unhook();
+    if (this.res.headersSent) this.exchange.status = this.res.statusCode;
+    this.reject(err);
+  }
+
+  private unhook(): void {
+    this.res.off('finish', this.finished);
+    const socket = this.socket as Socket & { hooks?: SocketHooks | undefined };
+    const listeners = this.listeners;
+    if (listeners === undefined) {
+      if (socket.hooks === this) socket.hooks = undefined;
+      return;
+    }
+    this.listeners = undefined;
+    socket.off('close', listeners.close);
+    socket.off('drain', listeners.drain);
+    socket.off('timeout', listeners.timeout);
+  }
 }
 
 interface NodeInternals {

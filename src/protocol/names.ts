@@ -6,36 +6,45 @@
 
 /** Names up to this many bytes are shared (the longest common ones: HTTP_ACCEPT_ENCODING, 20). */
 const MAX_SHARED = 40;
-const SLOT_BITS = 10;
-const SLOTS = 1 << SLOT_BITS;
+const BUCKET_BITS = 9;
+const SLOTS = 2 << BUCKET_BITS;
 
 const slotBytes = new Uint8Array(SLOTS * MAX_SHARED);
 /** 0: an empty slot (an empty name is never shared). */
 const slotLength = new Uint8Array(SLOTS);
 const slotName: string[] = new Array<string>(SLOTS).fill('');
+/** Which slot of each bucket the next miss takes. */
+const nextWay = new Uint8Array(SLOTS >> 1);
 
 /**
  * The name at `block[start, start + length)`, whose latin1 decoding is `text` (one decode of the whole block; byte
- * offsets are string offsets). A slot is keyed by a hash of the bytes and holds the last name that hashed there:
- * names a peer makes up only evict each other, and memory stays fixed.
+ * offsets are string offsets). A hash of the bytes picks a bucket of two slots (two common names that share a
+ * bucket both stay: nginx's REMOTE_ADDR and CONTENT_LENGTH do with one slot); a miss takes the bucket's other slot
+ * in turn. Names a peer makes up only evict each other, and memory stays fixed.
  */
 export function nameAt(block: Uint8Array, text: string, start: number, length: number): string {
   if (length === 0 || length > MAX_SHARED) return text.slice(start, start + length);
   const end = start + length;
-  let hash = 0x811c9dc5; // FNV-1a over the bytes, then a multiplicative mix for the slot
+  let hash = 0x811c9dc5; // FNV-1a over the bytes, then a multiplicative mix for the bucket
   for (let i = start; i < end; i++) hash = Math.imul(hash ^ block[i]!, 0x01000193);
-  const slot = Math.imul(hash, 0x9e3779b1) >>> (32 - SLOT_BITS);
-  const base = slot * MAX_SHARED;
-  if (slotLength[slot] === length) {
-    let i = 0;
-    while (i < length && slotBytes[base + i] === block[start + i]) i++;
-    if (i === length) return slotName[slot]!;
-  }
+  const first = (Math.imul(hash, 0x9e3779b1) >>> (32 - BUCKET_BITS)) << 1;
+  if (holds(first, block, start, length)) return slotName[first]!;
+  if (holds(first + 1, block, start, length)) return slotName[first + 1]!;
+  const slot = first + nextWay[first >> 1]!;
+  nextWay[first >> 1] = 1 - nextWay[first >> 1]!;
   const name = internalized(text.slice(start, start + length));
+  const base = slot * MAX_SHARED;
   for (let i = 0; i < length; i++) slotBytes[base + i] = block[start + i]!;
   slotLength[slot] = length;
   slotName[slot] = name;
   return name;
+}
+
+function holds(slot: number, block: Uint8Array, start: number, length: number): boolean {
+  if (slotLength[slot] !== length) return false;
+  const base = slot * MAX_SHARED;
+  for (let i = 0; i < length; i++) if (slotBytes[base + i] !== block[start + i]) return false;
+  return true;
 }
 
 /** The engine's one copy of `s`: a string used as a property key is internalized, and a for-in gives that copy. */

@@ -6,6 +6,7 @@
 // connection in stream machinery; this costs an EventEmitter.
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
+import type { SocketHooks } from '../exchange.js';
 
 /** What the light socket needs of its exchange (native.ts NativeExchange). */
 export interface LightSocketOwner {
@@ -33,6 +34,8 @@ export class LightSocket extends EventEmitter {
   /** Filled by the node adapter (exposePeer): net.Socket keeps the peer here too. */
   _peername: Peer | undefined = undefined;
   encrypted = false;
+  /** The request this socket serves, told of 'close', 'drain' and 'timeout' before any listener (exchange.ts). */
+  hooks: SocketHooks | undefined = undefined;
   readonly connecting = false;
   readonly pending = false;
   /** http's onFinish reads it (a socket that errored emits no 'finish'). */
@@ -129,9 +132,12 @@ export class LightSocket extends EventEmitter {
     this.clearTimer();
     // Every 'timeout' of the socket, from a setTimeout made before or after this (a callback given to
     // socket.setTimeout would hear only the first, and none set later).
-    socket.on('timeout', () => this.emit('timeout'));
+    socket.on('timeout', () => this.timedOut());
     if (this.timeoutMs > 0) socket.setTimeout(this.timeoutMs);
-    socket.on('drain', () => this.emit('drain'));
+    socket.on('drain', () => {
+      this.hooks?.drain();
+      this.emit('drain');
+    });
     socket.on('error', (err) => {
       this._hadError = true;
       if (this.listenerCount('error') > 0) this.emit('error', err);
@@ -145,6 +151,7 @@ export class LightSocket extends EventEmitter {
     this.closed = true;
     this.destroyed = true;
     this.clearTimer();
+    this.hooks?.closed();
     this.emit('close', hadError);
   }
 
@@ -207,10 +214,16 @@ export class LightSocket extends EventEmitter {
     }
     this.clearTimer();
     if (ms > 0 && !this.destroyed) {
-      this.timer = setTimeout(() => this.emit('timeout'), ms);
+      this.timer = setTimeout(() => this.timedOut(), ms);
       this.timer.unref();
     }
     return this;
+  }
+
+  /** The request's own hook first, as http.Server's socket listener comes before any the app adds. */
+  private timedOut(): void {
+    this.hooks?.timeout();
+    this.emit('timeout');
   }
 
   private clearTimer(): void {
