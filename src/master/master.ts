@@ -19,7 +19,7 @@ import { closeSync, unlinkSync } from 'node:fs';
 import { formatSocketAddress, type Options, type SocketAddress } from '../options.js';
 import { requireAllowList } from '../server/allow.js';
 import { effectiveBacklog, prepareAddress, setSocketMode } from '../server/listen.js';
-import { adoptSocket, bindSocket, chooseAccept } from '../server/native.js';
+import { adoptSocket, bindSocket, chooseAccept, loadNative } from '../server/native.js';
 import { WORKER_CONFIG_ENV, heartbeatInterval, isWorkerMessage, type MasterMessage, type ReadyInfo, type WorkerConfig } from './messages.js';
 import { Policy, type Action, type PolicyEvent } from './policy.js';
 import { MAX_DIRECTORIES, watchRoot, watchTree, type TreeWatcher } from './watch.js';
@@ -281,6 +281,10 @@ export async function runMaster(config: MasterConfig): Promise<number> {
  * listen on (a bound socket becomes its inherited fd); `fds`: the fds the workers serve natively. */
 function bindNative(options: Options, log: Logger): { sockets: SocketAddress[]; fds: number[]; unlink(): void; announce(): void } {
   const choice = chooseAccept(options.accept);
+  // On the JavaScript path too the master binds with the addon where it loads (not under NODE_UWSGI_SCHED=rr,
+  // whose master accepts): the master then holds the sockets, stops their handshakes at a stop (refuseNew) and
+  // lets go first, and each worker serves the queue before its close (server.ts), as on the native path.
+  const binder = choice.addon ?? (options.accept === 'js' && process.env.NODE_UWSGI_SCHED !== 'rr' ? loadNative().addon : undefined);
   const addon = choice.addon;
   const backlog = effectiveBacklog(options.backlog);
   const fds: number[] = [];
@@ -288,14 +292,15 @@ function bindNative(options: Options, log: Logger): { sockets: SocketAddress[]; 
   const bound: number[] = [];
   const paths: string[] = [];
   const sockets = options.socket.map((address): SocketAddress => {
-    if (addon === undefined) return address;
+    if (binder === undefined) return address;
     if (address.kind === 'fd') {
+      if (addon === undefined) return address;
       adoptSocket(addon, address.fd, backlog);
       fds.push(address.fd);
       return address;
     }
-    const fd = bindSocket(addon, address, backlog);
-    fds.push(fd);
+    const fd = bindSocket(binder, address, backlog);
+    if (addon !== undefined) fds.push(fd);
     bound.push(fd);
     if (address.kind === 'unix') {
       setSocketMode(address.path, options.chmodSocket);
@@ -312,9 +317,16 @@ function bindNative(options: Options, log: Logger): { sockets: SocketAddress[]; 
     },
     sockets,
     fds: [...fds],
-    /** Stops listening (the master's copies of the fds it bound) and removes the socket files. */
+    /** Stops listening (the master's copies of the fds it bound) and removes the socket files. A TCP socket first
+     * stops completing handshakes (the kernel offers no other way to stop new connections short of a close, which
+     * would reset the queue): the workers serve what is queued before the last close. An inherited fd is left as
+     * it is: its holder (systemd) keeps queueing for the next start. */
     unlink() {
-      for (const fd of bound.splice(0)) closeSync(fd);
+      for (const fd of bound.splice(0)) {
+        const refused = binder?.refuseNew?.(fd) ?? 0;
+        if (refused < 0 && refused !== -22) log.debug({ fd, errno: refused }, 'cannot filter new connections on a stopping socket');
+        closeSync(fd);
+      }
       for (const path of paths.splice(0)) {
         try {
           unlinkSync(path);

@@ -38,6 +38,11 @@ export interface NativeAddon {
   bindTcp(host: string, port: number, backlog: number): number;
   /** An inherited listening socket made non-blocking, its queue set to `backlog`; throws if it is not one. */
   adoptFd(fd: number, backlog: number): 'unix' | 'tcp';
+  /** A TCP listening socket stops completing handshakes (a filter drops SYNs): 0, or -errno (-EINVAL on a Unix
+   * socket). Absent from an addon built before it. */
+  refuseNew?(fd: number): number;
+  /** Accepts until the queue is empty; the connections' fds. Absent from an addon built before it. */
+  acceptAll?(fd: number): number[];
 }
 
 export type NativeLoad = { addon: NativeAddon; file: string; reason?: undefined } | { addon?: undefined; file?: undefined; reason: string };

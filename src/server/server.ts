@@ -37,6 +37,9 @@ export interface ServerConfig {
    * shared) and the inherited fds in `nativeFds` (the master bound them); everything else listens in JavaScript. */
   readonly native?: NativeAddon | undefined;
   readonly nativeFds?: readonly number[];
+  /** The addon's acceptAll, for a JavaScript listener on an inherited fd (the master bound it): at close, what is
+   * queued is accepted and served right before the fd closes, so that the last close resets nothing. */
+  readonly acceptAll?: ((fd: number) => number[]) | undefined;
 }
 
 /** The 'error' listener for a listening server: accept failures, not the app's. */
@@ -56,6 +59,8 @@ export interface UwsgiServer {
 
 export function createServer(config: ServerConfig): UwsgiServer {
   const servers: net.Server[] = [];
+  /** JavaScript listeners on inherited fds, and their fds. */
+  const listenFds = new Map<net.Server, number>();
   const natives: NativeListener[] = [];
   const unixPaths: string[] = [];
   const inflight = new Set<Promise<void>>();
@@ -107,6 +112,7 @@ export function createServer(config: ServerConfig): UwsgiServer {
           servers.push(server);
           await listenOn(server, address, config.chmodSocket, config.shared, config.backlog);
           server.on('error', onAcceptError);
+          if (address.kind === 'fd') listenFds.set(server, address.fd);
           if (address.kind === 'unix' && !config.shared) unixPaths.push(address.path);
           config.log[config.shared ? 'debug' : 'info']({ address: formatSocketAddress(address) }, 'listening');
         }
@@ -118,7 +124,16 @@ export function createServer(config: ServerConfig): UwsgiServer {
     async close() {
       const nativeDone = natives.splice(0).map((listener) => listener.close());
       await Promise.all(
-        servers.map((server) => new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()))),
+        servers.map((server) => {
+          if (!server.listening) return undefined;
+          const fd = listenFds.get(server);
+          // The queue, served right before the close (libuv closes the fd at once, in server.close()): the same
+          // step as the native Stop (accept.c). Without the addon the last close resets what is queued.
+          if (fd !== undefined && config.acceptAll !== undefined) {
+            for (const conn of config.acceptAll(fd)) onConnection(new net.Socket({ fd: conn, readable: true, writable: true }));
+          }
+          return new Promise<void>((resolve) => server.close(() => resolve()));
+        }),
       );
       for (const path of unixPaths) {
         try {

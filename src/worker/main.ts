@@ -13,6 +13,7 @@ import { buildAllowList } from '../server/allow.js';
 import { createServer, type UwsgiServer } from '../server/server.js';
 import { loadNative, type NativeAddon } from '../server/native.js';
 import type { Logger } from 'pino';
+import type { SocketAddress } from '../options.js';
 import { createHttpListener, type HttpListener } from '../server/http.js';
 import { InflightTable } from './inflight.js';
 import { installListenGuard } from './listen-guard.js';
@@ -35,6 +36,13 @@ function nativeOrWarn(log: Logger): NativeAddon | undefined {
   const load = loadNative();
   if (load.addon === undefined) log.warn({ reason: load.reason }, 'accept: js');
   return load.addon;
+}
+
+/** The addon's acceptAll where a uwsgi socket is an inherited fd served in JavaScript (server.ts close). */
+function acceptAllOf(sockets: readonly SocketAddress[]): ((fd: number) => number[]) | undefined {
+  if (!sockets.some((address) => address.kind === 'fd')) return undefined;
+  const addon = loadNative().addon;
+  return addon?.acceptAll === undefined ? undefined : (fd) => addon.acceptAll!(fd);
 }
 
 async function main(): Promise<void> {
@@ -114,6 +122,7 @@ async function main(): Promise<void> {
       // not load (it should: the same file) listens on the inherited fds in JavaScript.
       native: config.nativeFds.length > 0 ? nativeOrWarn(log) : undefined,
       nativeFds: config.nativeFds,
+      acceptAll: acceptAllOf(options.socket),
       limits: { maxVarsSize: options.maxVarsSize, maxVars: options.maxVars, maxBodySize: options.maxBodySize },
     });
     await server.listen(options.socket);
