@@ -124,6 +124,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
           cwd: config.cwd,
           options: { ...options, socket: native.sockets },
           nativeFds: native.fds,
+          boundFds: native.boundFds,
           id: action.id,
           generation: action.generation,
           workers,
@@ -169,7 +170,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
       }
       case 'drain': {
         const worker = handles.get(action.id);
-        if (worker?.isConnected()) worker.send({ t: 'drain' } satisfies MasterMessage);
+        if (worker?.isConnected()) worker.send({ t: 'drain', stop: action.cause === 'stop' } satisfies MasterMessage);
         else worker?.process.kill('SIGTERM');
         break;
       }
@@ -279,7 +280,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
 /** The master's part of --accept: binds the uwsgi Unix and TCP sockets and checks the inherited ones (fd://N,
  * socket activation) for the native listeners, and says once which accept path runs. `sockets`: what the workers
  * listen on (a bound socket becomes its inherited fd); `fds`: the fds the workers serve natively. */
-function bindNative(options: Options, log: Logger): { sockets: SocketAddress[]; fds: number[]; unlink(): void; announce(): void } {
+function bindNative(options: Options, log: Logger): { sockets: SocketAddress[]; fds: number[]; boundFds: number[]; unlink(): void; announce(): void } {
   const choice = chooseAccept(options.accept);
   // On the JavaScript path too the master binds with the addon where it loads (not under NODE_UWSGI_SCHED=rr,
   // whose master accepts): the master then holds the sockets, stops their handshakes at a stop (refuseNew) and
@@ -317,6 +318,7 @@ function bindNative(options: Options, log: Logger): { sockets: SocketAddress[]; 
     },
     sockets,
     fds: [...fds],
+    boundFds: [...bound],
     /** Stops listening (the master's copies of the fds it bound) and removes the socket files. A TCP socket first
      * stops completing handshakes (the kernel offers no other way to stop new connections short of a close, which
      * would reset the queue): the workers serve what is queued before the last close. An inherited fd is left as

@@ -21,6 +21,9 @@ export interface WorkerConfig {
   maxRequests: number;
   /** Inherited fds (in options.socket as fd://N) of the Unix sockets the master bound for native accept. */
   nativeFds: number[];
+  /** The fds of the sockets the master bound (not inherited ones): a worker whose master is gone stops their
+   * handshakes before it closes them (refuseNew), as the master does at a stop. */
+  boundFds?: number[];
 }
 
 export interface ReadyInfo {
@@ -60,7 +63,9 @@ export interface WorkerStats {
   latencySum: number;
 }
 
-export type MasterMessage = { t: 'drain' } | { t: 'reopen-log' };
+/** drain's `stop`: the master has let go of the sockets (a stop, not a reload or recycling): the worker serves
+ * what is queued before its close. */
+export type MasterMessage = { t: 'drain'; stop?: boolean } | { t: 'reopen-log' };
 
 export function isWorkerMessage(value: unknown): value is WorkerMessage {
   return typeof value === 'object' && value !== null && typeof (value as { t?: unknown }).t === 'string';

@@ -375,15 +375,18 @@ static napi_value Listen(napi_env env, napi_callback_info info) {
   return ext;
 }
 
-/** stop(listener): stops accepting and closes the listening fd (this process's copy). The listener's callbacks
+/** stop(listener, serveQueue): stops accepting and closes the listening fd (this process's copy); with
+ * serveQueue, first accepts and serves what is queued (this close may be the socket's last). The listener's callbacks
  * stay: the requests it started still hear of their peers' hang-ups while they finish (a draining worker); its
  * few bytes are not freed (a worker stops its listeners once, on its way out). */
 static napi_value Stop(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value a[1];
+  size_t argc = 2;
+  napi_value a[2];
   listener_t *l = NULL;
+  bool serve_queue = false;
   napi_get_cb_info(env, info, &argc, a, NULL, NULL);
   if (argc < 1 || napi_get_value_external(env, a[0], (void **)&l) != napi_ok || l == NULL || l->closing) return undefined_value(env);
+  if (argc >= 2) napi_get_value_bool(env, a[1], &serve_queue);
   l->closing = 1;
   uv_timer_stop(&l->retry);
   // Out of the loop's epoll set before the key goes: a stopped listener takes no wake-up from the others, and no
@@ -392,10 +395,12 @@ static napi_value Stop(napi_env env, napi_callback_info info) {
   uv_poll_stop(&l->poll);
   // What is queued is served before the close (README "Deploys that lose nothing"): closing the last fd of a
   // listening socket resets every connection still in its queue, and nginx has written its request on them (a
-  // POST it cannot retry). This process's close is the last one when the other workers have stopped, so it
-  // accepts until the queue is empty, then closes in the same breath; with the master's SYN filter in place
-  // (refuseNew) nothing new joins the queue meanwhile. Measured: bench/stop-loss.js.
-  for (;;) {
+  // POST it cannot retry). At a stop this process's close is the last one once the other workers have stopped,
+  // so it accepts until the queue is empty, then closes in the same breath; with the master's SYN filter in place
+  // (refuseNew) nothing new joins the queue meanwhile. Measured: bench/stop-loss.js. Not when the master keeps
+  // the socket (a reload, recycling): the queue waits for the other workers, and a worker recycled for its memory
+  // takes no more requests.
+  while (serve_queue) {
     char peer[INET6_ADDRSTRLEN];
     int fd = accept_one(l->fd, peer);
     if (fd == -EINTR || fd == -ECONNABORTED) continue;

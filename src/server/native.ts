@@ -30,7 +30,8 @@ export interface NativeAddon {
     onAbort: (fd: number) => void,
     onError: (errno: number) => void,
   ): object;
-  stop(listener: object): void;
+  /** `serveQueue`: accept and serve what is queued first (absent: false). */
+  stop(listener: object, serveQueue?: boolean): void;
   respond(fd: number, bytes: Buffer): number;
   release(fd: number): void;
   close(fd: number): void;
@@ -157,9 +158,10 @@ export class NativeListener {
     );
   }
 
-  /** Stops accepting; resolves when the requests it runs are done (handed-over ones are tracked by the server). */
-  close(): Promise<void> {
-    this.addon.stop(this.handle);
+  /** Stops accepting (`serveQueue`: after serving what is queued: the socket may close with this listener);
+   * resolves when the requests it runs are done (handed-over ones are tracked by the server). */
+  close(serveQueue = false): Promise<void> {
+    this.addon.stop(this.handle, serveQueue);
     if (this.running === 0) return RESOLVED;
     return new Promise((resolve) => (this.idle = resolve));
   }

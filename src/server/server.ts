@@ -50,8 +50,9 @@ export function acceptErrorListener(config: Pick<ServerConfig, 'log' | 'onAccept
 export interface UwsgiServer {
   /** Starts listening on every address; rejects (closing what was opened) if any fails. */
   listen(addresses: readonly SocketAddress[]): Promise<void>;
-  /** Stops accepting, waits for in-flight connections to finish, removes Unix socket files. */
-  close(): Promise<void>;
+  /** Stops accepting, waits for in-flight connections to finish, removes Unix socket files. `serveQueue`: the
+   * master no longer holds the sockets (a stop): what is queued is served first, as this close may be the last. */
+  close(serveQueue?: boolean): Promise<void>;
   /** Number of connections being served. */
   readonly connections: number;
   readonly servers: readonly net.Server[];
@@ -121,15 +122,15 @@ export function createServer(config: ServerConfig): UwsgiServer {
         throw err;
       }
     },
-    async close() {
-      const nativeDone = natives.splice(0).map((listener) => listener.close());
+    async close(serveQueue = false) {
+      const nativeDone = natives.splice(0).map((listener) => listener.close(serveQueue));
       await Promise.all(
         servers.map((server) => {
           if (!server.listening) return undefined;
           const fd = listenFds.get(server);
           // The queue, served right before the close (libuv closes the fd at once, in server.close()): the same
           // step as the native Stop (accept.c). Without the addon the last close resets what is queued.
-          if (fd !== undefined && config.acceptAll !== undefined) {
+          if (serveQueue && fd !== undefined && config.acceptAll !== undefined) {
             for (const conn of config.acceptAll(fd)) onConnection(new net.Socket({ fd: conn, readable: true, writable: true }));
           }
           return new Promise<void>((resolve) => server.close(() => resolve()));

@@ -159,12 +159,13 @@ async function main(): Promise<void> {
   const stopRssWatch = rssWatch ? watchRss(rssWatch, () => void beat()) : undefined;
 
   let draining = false;
-  const drain = (why: string): void => {
+  /** `serveQueue`: nobody else will accept on the sockets (a stop, the master gone): what is queued is served. */
+  const drain = (why: string, serveQueue: boolean): void => {
     if (draining) return;
     draining = true;
     stopRssWatch?.();
     log.debug({ why }, 'worker draining: no new connections, finishing in-flight requests');
-    void Promise.all([server.close(), httpListener?.close()]).then(async () => {
+    void Promise.all([server.close(serveQueue), httpListener?.close()]).then(async () => {
       clearInterval(heartbeat);
       // The last counters, so that --stats and --metrics lose nothing of a worker that is replaced.
       await beat();
@@ -174,10 +175,10 @@ async function main(): Promise<void> {
     });
   };
   process.on('message', (message: MasterMessage) => {
-    if (message?.t === 'drain') drain('master');
+    if (message?.t === 'drain') drain('master', message.stop === true);
     else if (message?.t === 'reopen-log') reopenLog();
   });
-  process.on('SIGTERM', () => drain('SIGTERM'));
+  process.on('SIGTERM', () => drain('SIGTERM', true));
   // The master is gone (SIGKILL, the OOM killer): nothing will route or watch this worker any more. node:cluster
   // would exit it at once, cutting its requests in flight (502 through nginx): its own 'disconnect' listener,
   // added before any of ours, calls process.exit unless worker.exitedAfterDisconnect is set
@@ -188,7 +189,11 @@ async function main(): Promise<void> {
   if (cluster.worker) cluster.worker.exitedAfterDisconnect = true;
   process.once('disconnect', () => {
     log.warn({ inflight: table.busy, gracefulTimeoutMs: options.gracefulTimeout * 1000 }, 'the master is gone: finishing the requests in flight, then exiting');
-    drain('master gone');
+    // Every worker of this master stops now: no new handshakes on the sockets it bound (what its stop would have
+    // done), so that the last worker's close finds the queue empty (README "Deploys that lose nothing").
+    const addon = config.boundFds?.length ? loadNative().addon : undefined;
+    for (const fd of config.boundFds ?? []) addon?.refuseNew?.(fd);
+    drain('master gone', true);
     setTimeout(() => {
       log.warn({ inflight: table.busy, gracefulTimeoutMs: options.gracefulTimeout * 1000 }, 'the master is gone and --graceful-timeout has passed: exiting');
       process.exit(1);

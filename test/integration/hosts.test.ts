@@ -4,20 +4,17 @@
 // hosts and counts what nginx's clients see: sent, failed, retried by nginx (a comma in $upstream_addr), per fault.
 // README "Deploys that lose nothing".
 import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import http from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canCreateNamespaces, createHosts, type Host, type Hosts } from '../helpers/netns.js';
-import { ROOT, seededBytes, startNginx, startServer, type NginxProcess, type ServerProcess } from './nginx.js';
+import { ACCESS_LOG_FORMAT, retriedByPhase, startMixedLoad, type MixedLoad, type PhaseCounts } from '../helpers/mixed-load.js';
+import { ROOT, startNginx, startServer, type NginxProcess, type ServerProcess } from './nginx.js';
 
 const PORT = 3031;
 const WORKERS = 2;
-const CONNECTIONS = 12;
-const BODY = 4096;
 
 /** How node-uwsgi listens on a host. With the TLS work this becomes `--ssl-socket ADDR,CERT,KEY,CA` (mutual TLS,
  * nginx's client certificate signed by CA) and the allow-list stays. */
@@ -45,7 +42,7 @@ function upstreamBlock(hosts: readonly Host[]): { upstream: string; location: st
 
 function site(hosts: readonly Host[], prefix: string): (port: number) => string {
   const { upstream, location } = upstreamBlock(hosts);
-  return (port) => `log_format hosts escape=json '{"uri":"$request_uri","status":$status,"upstream":"$upstream_addr","upstreamStatus":"$upstream_status"}';
+  return (port) => `${ACCESS_LOG_FORMAT}
 ${upstream}
 server {
     listen 127.0.0.1:${port};
@@ -57,74 +54,6 @@ server {
 }`;
 }
 
-interface Counts {
-  sent: number;
-  ok: number;
-  failedGet: number;
-  failedPost: number;
-  byHost: Record<string, number>;
-  failures: string[];
-}
-
-/** Closed-loop load through nginx: CONNECTIONS keep-alive connections, alternating GET and POST (a BODY-byte body
- * whose length and hash the app echoes), each request tagged with the current phase. */
-function startLoad(port: number): { phase(name: string): void; counts: Map<string, Counts>; stop(): Promise<void> } {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: CONNECTIONS });
-  const counts = new Map<string, Counts>();
-  const body = seededBytes(13, BODY);
-  const sha256 = createHash('sha256').update(body).digest('hex');
-  let phase = 'start';
-  let stopped = false;
-  let n = 0;
-  const one = (method: 'GET' | 'POST', tag: string): Promise<string | undefined> =>
-    new Promise((resolve) => {
-      const req = http.request(
-        { host: '127.0.0.1', port, path: `/?phase=${tag}&n=${n++}`, method, agent, headers: method === 'POST' ? { 'content-length': BODY } : {} },
-        (res) => {
-          let text = '';
-          res.setEncoding('utf8');
-          res.on('data', (c: string) => (text += c));
-          res.on('error', (err) => resolve(`${method} ${err.message}`));
-          res.on('end', () => {
-            if (res.statusCode !== 200) return resolve(`${method} ${res.statusCode}`);
-            const answer = JSON.parse(text) as { host: string; length: number; sha256: string };
-            if (method === 'POST' && (answer.length !== BODY || answer.sha256 !== sha256)) return resolve(`${method} body mismatch`);
-            resolve(answer.host);
-          });
-        },
-      );
-      req.setTimeout(20_000, () => req.destroy(new Error('timeout')));
-      req.on('error', (err: NodeJS.ErrnoException) => resolve(`${method} ${err.code ?? err.message}`));
-      req.end(method === 'POST' ? body : undefined);
-    }).then((outcome) => {
-      let c = counts.get(tag);
-      if (c === undefined) counts.set(tag, (c = { sent: 0, ok: 0, failedGet: 0, failedPost: 0, byHost: {}, failures: [] }));
-      c.sent++;
-      if (outcome !== undefined && /^h\d$/.test(outcome)) {
-        c.ok++;
-        c.byHost[outcome] = (c.byHost[outcome] ?? 0) + 1;
-      } else {
-        if (method === 'GET') c.failedGet++;
-        else c.failedPost++;
-        c.failures.push(outcome ?? method);
-      }
-      return outcome;
-    });
-  const loop = async (i: number): Promise<void> => {
-    for (let k = i; !stopped; k++) await one(k % 2 === 0 ? 'GET' : 'POST', phase);
-  };
-  const loops = Promise.all(Array.from({ length: CONNECTIONS }, (_, i) => loop(i)));
-  return {
-    phase: (name) => (phase = name),
-    counts,
-    async stop() {
-      stopped = true;
-      await loops;
-      agent.destroy();
-    },
-  };
-}
-
 const why = canCreateNamespaces();
 if (why !== undefined) console.warn(`hosts.test.ts skipped: ${why}`);
 
@@ -133,7 +62,7 @@ describe.skipIf(why !== undefined)('three hosts behind one nginx upstream (netwo
   let prefix = '';
   let nginx: NginxProcess | undefined;
   const servers: Array<ServerProcess | undefined> = [];
-  let load: ReturnType<typeof startLoad> | undefined;
+  let load: MixedLoad | undefined;
 
   /** Starts host i's node-uwsgi; a port still held by the previous run's draining workers is tried again. */
   async function startHost(i: number): Promise<ServerProcess> {
@@ -169,14 +98,14 @@ describe.skipIf(why !== undefined)('three hosts behind one nginx upstream (netwo
     prefix = mkdtempSync(join(tmpdir(), 'nu-hosts-'));
     await Promise.all([0, 1, 2].map(startHost));
     nginx = await startNginx({ prefix, transport: 'tcp', upstream: '', site: site(net.hosts, prefix), workerConnections: 1024 });
-    load = startLoad(nginx.port);
+    load = startMixedLoad(nginx.port);
   }, 60_000);
 
   afterAll(async () => {
     await load?.stop();
     if (load !== undefined) {
       // The figures the closing note quotes.
-      const retried = retriedByPhase(prefix);
+      const retried = retriedByPhase(join(prefix, 'hosts.log'));
       const table = [...load.counts].map(([phase, c]) => ({ phase, sent: c.sent, failedGet: c.failedGet, failedPost: c.failedPost, retried: retried.get(phase) ?? 0, byHost: JSON.stringify(c.byHost) }));
       console.log(`hosts.test.ts (${process.env.NODE_UWSGI_ACCEPT ?? 'auto'} accept):\n${table.map((row) => JSON.stringify(row)).join('\n')}`);
     }
@@ -186,7 +115,7 @@ describe.skipIf(why !== undefined)('three hosts behind one nginx upstream (netwo
     if (prefix) rmSync(prefix, { recursive: true, force: true });
   }, 60_000);
 
-  const run = async (phase: string, ms: number): Promise<Counts> => {
+  const run = async (phase: string, ms: number): Promise<PhaseCounts> => {
     load!.phase(phase);
     await sleep(ms);
     load!.phase(`${phase}-after`);
@@ -247,21 +176,3 @@ setTimeout(() => { console.log('still open'); process.exit(1); }, 5000);`;
     expect(line.peer).toBe(host.address);
   });
 });
-
-/** Requests nginx passed to more than one host, by phase, from the access log ($upstream_addr "a, b"). */
-function retriedByPhase(prefix: string): Map<string, number> {
-  const out = new Map<string, number>();
-  let text = '';
-  try {
-    text = readFileSync(join(prefix, 'hosts.log'), 'utf8');
-  } catch {
-    return out;
-  }
-  for (const line of text.split('\n').filter(Boolean)) {
-    const entry = JSON.parse(line) as { uri: string; upstream: string };
-    if (!entry.upstream.includes(',')) continue;
-    const phase = /phase=([^&]+)/.exec(entry.uri)?.[1] ?? '?';
-    out.set(phase, (out.get(phase) ?? 0) + 1);
-  }
-  return out;
-}

@@ -154,6 +154,8 @@ export interface ServerOptions {
   cli?: string;
   /** The server's working directory (the checkout by default). */
   cwd?: string;
+  /** Descriptors the server inherits as fds 3, 4...: sockets for socket activation (LISTEN_FDS). */
+  fds?: number[];
 }
 
 export interface LaunchedServer extends Omit<ServerProcess, 'readyBy'> {
@@ -194,7 +196,7 @@ export function launchServer(opts: ServerOptions): LaunchedServer {
   const argv = [opts.cli ?? CLI, app, ...(opts.listenArgs ?? ['--socket', opts.socket]), ...(opts.args ?? [])];
   const env = opts.env ? { ...process.env, ...opts.env } : process.env;
   const [command, ...args] = [...(opts.wrapper ?? []), process.execPath, ...argv];
-  const child = spawn(command!, args, { cwd: opts.cwd ?? ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(command!, args, { cwd: opts.cwd ?? ROOT, env, stdio: ['ignore', 'pipe', 'pipe', ...(opts.fds ?? [])] });
   const logs: LogLine[] = [];
   const waiters = new Set<{ match: (line: LogLine) => boolean; resolve: (line: LogLine) => void }>();
   let stderr = '';
