@@ -615,6 +615,9 @@ static napi_value AcceptAll(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, a, NULL, NULL);
   int lfd = argc == 1 ? get_fd(env, a[0]) : -1;
   if (lfd < 0) { napi_throw_type_error(env, NULL, "acceptAll(fd)"); return NULL; }
+  // Non-blocking whoever listens (libuv makes its fds so, but a blocking one would hang here on an empty queue).
+  int flags = fcntl(lfd, F_GETFL);
+  if (flags < 0 || fcntl(lfd, F_SETFL, flags | O_NONBLOCK) < 0) { throw_errno(env, "acceptAll", errno); return NULL; }
   napi_value list;
   napi_create_array(env, &list);
   uint32_t n = 0;
