@@ -20,7 +20,8 @@ const QUEUED = 6;
 
 const hello: ExchangeHandler = async (ex) => {
   ex.response.writeHead(200, 'OK', [['Content-Type', 'text/plain']]);
-  ex.response.end('hello');
+  ex.response.write('hello');
+  ex.response.end();
 };
 
 function freePort(): Promise<number> {
