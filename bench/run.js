@@ -41,6 +41,22 @@ const GOALS = [
 const ACCEPT_JS = ['--accept', 'js'];
 const EXTRA_ARGS = (process.env.BENCH_NODE_UWSGI_ARGS ?? '').split(' ').filter(Boolean);
 
+/** The wsgi hello on --ssl-socket (a Unix socket, mutual TLS), nginx speaking `protocols` to it. */
+function tlsTarget(key, label, protocols) {
+  return {
+    key,
+    label,
+    upstream: 'suwsgi',
+    protocols,
+    argv: (sock) => {
+      const pki = tlsFiles();
+      return ['dist/cli.js', 'examples/hello-wsgi.js', '--ssl-socket', `unix:${sock},${pki}/server.crt,${pki}/server.key,${pki}/ca.crt`, '--log-level', 'warn', ...EXTRA_ARGS];
+    },
+    extra: true,
+    needs: () => (spawnSync('openssl', ['version']).status === 0 ? null : 'the openssl CLI, to make the certificates'),
+  };
+}
+
 /** A node-uwsgi target: `node dist/cli.js APP --socket unix:SOCK --log-level warn ...args`. */
 function nodeUwsgi(key, label, app, args, more = {}) {
   return {
@@ -81,6 +97,10 @@ export const TARGETS = [
   nodeUwsgi('node-js', 'node --accept js', 'examples/hello-node.js', ACCEPT_JS, { extra: true }),
   nodeUwsgi('node-native', 'node --accept native', 'examples/hello-node.js', ['--accept', 'native'], { extra: true }),
   nodeUwsgi('fetch-js', 'fetch --accept js', 'examples/hello-fetch.js', ACCEPT_JS, { extra: true }),
+  // uwsgi over TLS (--ssl-socket, on the JavaScript path: compare with wsgi-js), mutual TLS, nginx reusing sessions
+  // with the protocols `node-uwsgi nginx --ssl` prints (TLS 1.3 where both ends have it), or TLS 1.2 only.
+  tlsTarget('wsgi-tls', 'wsgi --ssl-socket', 'TLSv1.2 TLSv1.3'),
+  tlsTarget('wsgi-tls12', 'wsgi --ssl-socket 1.2', 'TLSv1.2'),
   { key: 'node-http', label: 'node:http proxy_pass', upstream: 'http', argv: (sock) => ['bench/node-http.js', sock] },
   nodeUwsgi('wsgi-1w', 'wsgi --workers 1', 'examples/hello-wsgi.js', ['--workers', '1'], { extra: true }),
   nodeUwsgi('wsgi-2w', 'wsgi --workers 2', 'examples/hello-wsgi.js', ['--workers', '2'], { nginxWorkers: 2, extra: true }),
@@ -91,6 +111,25 @@ export const TARGETS = [
   }),
 ];
 const WORKER_SET = ['uwsgi', 'minimal', 'wsgi-1w', 'wsgi-2w', 'wsgi-2w-rr'];
+
+let pkiDir;
+/** A private CA, a server certificate (subjectAltName node-uwsgi) and nginx's client certificate, made once per
+ * run with the openssl CLI in a temp dir (removed at exit); for the wsgi-tls target. */
+function tlsFiles() {
+  if (pkiDir !== undefined) return pkiDir;
+  pkiDir = mkdtempSync(path.join(os.tmpdir(), 'nu-bench-pki-'));
+  process.once('exit', () => rmSync(pkiDir, { recursive: true, force: true }));
+  const script = `set -e
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=ca -keyout ca.key -out ca.crt
+for name in server client; do
+  openssl req -newkey rsa:2048 -nodes -subj /CN=$name -keyout $name.key -out $name.csr
+  printf 'subjectAltName=DNS:node-uwsgi\n' > $name.ext
+  openssl x509 -req -in $name.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile $name.ext -out $name.crt
+done`;
+  const r = spawnSync('bash', ['-c', script], { cwd: pkiDir, encoding: 'utf8' });
+  if (r.status !== 0) throw new BenchError(`cannot make the TLS certificates:\n${r.stderr}`);
+  return pkiDir;
+}
 
 /** Why uWSGI with its python3 plugin cannot run here, or null if it can. */
 function uwsgiMissing() {
@@ -276,10 +315,23 @@ export function get(port) {
 // ---- nginx ----
 
 export function nginxConf(dir, port, target, sock) {
+  const pki = target.upstream === 'suwsgi' ? tlsFiles() : '';
   const location =
     target.upstream === 'uwsgi'
       ? `include ${path.join(REPO, 'nginx/uwsgi_params')};\n            uwsgi_pass unix:${sock};`
-      : 'proxy_pass http://up;\n            proxy_http_version 1.1;\n            proxy_set_header Connection "";';
+      : target.upstream === 'suwsgi'
+        ? [
+            `include ${path.join(REPO, 'nginx/uwsgi_params')};`,
+            `uwsgi_pass suwsgi://unix:${sock};`,
+            `uwsgi_ssl_certificate ${pki}/client.crt;`,
+            `uwsgi_ssl_certificate_key ${pki}/client.key;`,
+            `uwsgi_ssl_trusted_certificate ${pki}/ca.crt;`,
+            'uwsgi_ssl_verify on;',
+            'uwsgi_ssl_name node-uwsgi;',
+            'uwsgi_ssl_session_reuse on;',
+            `uwsgi_ssl_protocols ${target.protocols};`,
+          ].join('\n            ')
+        : 'proxy_pass http://up;\n            proxy_http_version 1.1;\n            proxy_set_header Connection "";';
   const upstream = target.upstream === 'http' ? `upstream up { server unix:${sock}; keepalive 32; }\n    ` : '';
   // As root, nginx's workers would otherwise run as nobody and could not reach the socket in our 0700 dir.
   const user = process.getuid?.() === 0 ? `user ${os.userInfo().username};\n` : '';

@@ -5,7 +5,7 @@
 # Every report goes to a file under the report directory (log_path), whichever process, worker or master, found
 # it; the run fails if any file appears there, whatever vitest said.
 #   npm run test:asan                                   the integration suite
-#   FUZZ_RUNS=1000000 npm run test:asan -- test/server/fuzz.test.ts -t native
+#   FUZZ_RUNS=1000000 npm run test:asan -- test/integration/native-fuzz.test.ts
 # ASAN_REPORTS: the report directory (default a new temp dir, kept when it has reports). dist/native/accept.node
 # stays the sanitized build afterwards: `npm run build` makes the normal one again (it no longer loads without the
 # preload).

@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { UwsgiError, isUwsgiError } from './errors.js';
-import { OPTIONS, defaultOptions, formatSocketAddress, type OptionSpec, type Options, type SocketAddress } from './options.js';
+import { OPTIONS, defaultOptions, formatSocketAddress, formatSslSocket, type OptionSpec, type Options, type SocketAddress, type SslSocket } from './options.js';
 
 export type Source = 'default' | 'file' | 'environment' | 'command line';
 
@@ -144,6 +144,9 @@ export function resolveConfig(input: ConfigInput): ResolvedConfig {
     app = input.cliApp;
     origins[APP_KEY] = { source: 'command line' };
   }
+  // --socket's default (127.0.0.1:3031) is for a server with no socket given: one given only --ssl-socket has no
+  // plain socket besides.
+  if (origins.socket!.source === 'default' && (options.sslSocket as unknown[]).length > 0) options.socket = [];
   return { options: options as unknown as Options, app, origins: origins as ResolvedConfig['origins'] };
 }
 
@@ -195,7 +198,7 @@ function fromEnvValue(spec: AnySpec, raw: string, name: string): unknown {
     if (FALSE.has(word)) return false;
     return fail(`expected 1, true, 0 or false, not ${JSON.stringify(raw)}`);
   }
-  const raws = spec.repeatable ? raw.split(',').map((s) => s.trim()).filter((s) => s !== '') : [raw];
+  const raws = spec.repeatable ? raw.split(spec.envSeparator ?? ',').map((s) => s.trim()).filter((s) => s !== '') : [raw];
   return parseWith(spec, raws, (d) => fail(d));
 }
 
@@ -271,6 +274,7 @@ export function editDistance(a: string, b: string): number {
 /** The chmod mode is printed in octal, as it is written; everything else from its parsed value. */
 const RAW_FORM: Partial<Record<keyof Options, (value: never) => string>> = {
   chmodSocket: (mode: number) => mode.toString(8).padStart(3, '0'),
+  sslSocket: (ssl: SslSocket) => formatSslSocket(ssl),
 };
 
 /**
@@ -299,9 +303,9 @@ export function formatConfig(resolved: ResolvedConfig): string {
 }
 
 function tomlValue(name: keyof Options, value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map((v) => tomlValue(name, v)).join(', ')}]`;
   const custom = RAW_FORM[name] as ((v: unknown) => string) | undefined;
   if (custom !== undefined) return JSON.stringify(custom(value));
-  if (Array.isArray(value)) return `[${value.map((v) => tomlValue(name, v)).join(', ')}]`;
   if (typeof value === 'object' && value !== null && 'kind' in value) return JSON.stringify(formatSocketAddress(value as SocketAddress));
   if (typeof value === 'number' || typeof value === 'boolean') return String(value);
   return JSON.stringify(String(value));

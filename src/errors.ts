@@ -138,6 +138,25 @@ export const ERRORS = {
     message: 'socket {address} is in use by a live server: stop it, or choose another address',
   },
   ERR_SOCKET_LISTEN: { message: 'cannot listen on {address}: {detail}' },
+  // --ssl-socket (src/server/tls.ts)
+  ERR_TLS_FILE: {
+    message: 'cannot use the {what} file {file} of --ssl-socket {address}: {detail}',
+  },
+  ERR_TLS_KEY_MISMATCH: {
+    message: 'the key {key} does not belong to the certificate {cert} (--ssl-socket {address}): give the key the certificate was issued for',
+  },
+  ERR_TLS_RELOAD: {
+    message: 'the certificates of --ssl-socket {address} were not reloaded: {detail}; the previous ones stay in use until the files are mended and SIGHUP sent again',
+  },
+  ERR_TLS_CERT_EXPIRED: {
+    message: 'the certificate {file} of --ssl-socket {address} expired on {notAfter}: peers that verify it (nginx\'s uwsgi_ssl_verify) refuse it; renew it, then send SIGHUP',
+  },
+  ERR_TLS_CERT_EXPIRING: {
+    message: 'the certificate {file} of --ssl-socket {address} expires on {notAfter}, in {left}: renew it, then send SIGHUP',
+  },
+  ERR_TLS_HANDSHAKE: {
+    message: 'TLS handshake with {peer} on {address} failed: {cause}; the connection was closed unserved',
+  },
   ERR_NATIVE_ACCEPT: { message: '--accept native: {detail}; use --accept auto or js' },
 
   // The config file, NODE_UWSGI_* and the logs (src/config.ts, src/log.ts)

@@ -9,6 +9,15 @@ export type SocketAddress =
   | { kind: 'tcp'; host: string; port: number }
   | { kind: 'fd'; fd: number };
 
+/** One --ssl-socket: a uwsgi listener over TLS (uWSGI's ADDR,CERT,KEY[,CA]); with `ca`, peers need a client
+ * certificate it signed (mutual TLS: nginx's uwsgi_ssl_certificate). Paths as given, resolved from the cwd. */
+export interface SslSocket {
+  address: SocketAddress;
+  cert: string;
+  key: string;
+  ca?: string | undefined;
+}
+
 export const INTERFACES = ['auto', 'wsgi', 'node', 'fetch'] as const;
 export type InterfaceName = (typeof INTERFACES)[number];
 export const ACCEPT_MODES = ['auto', 'native', 'js'] as const;
@@ -23,6 +32,7 @@ export type LogFormat = (typeof LOG_FORMATS)[number];
 
 export interface Options {
   socket: SocketAddress[];
+  sslSocket: SslSocket[];
   chmodSocket: number | undefined;
   backlog: number | undefined;
   interface: InterfaceName;
@@ -68,6 +78,8 @@ export interface OptionSpec<K extends keyof Options = keyof Options> {
   /** Parses one raw value; for repeatable options `previous` holds the values parsed so far. */
   readonly parse: (raw: string, previous: Options[K]) => Options[K];
   readonly repeatable?: boolean;
+  /** What separates a repeatable option's values in its environment variable (`,` unless given). */
+  readonly envSeparator?: string;
 }
 
 function option<K extends keyof Options>(spec: OptionSpec<K>): OptionSpec<K> {
@@ -79,10 +91,20 @@ export const OPTIONS = [
     name: 'socket',
     flag: 'socket',
     arg: 'addr',
-    help: 'where to listen: unix:/path, /abs/path, host:port, [::1]:port or fd://N (repeatable)',
+    help: 'where to listen: unix:/path, /abs/path, host:port, [::1]:port or fd://N (repeatable); none by default when --ssl-socket is given',
     default: [{ kind: 'tcp', host: '127.0.0.1', port: 3031 }],
     repeatable: true,
     parse: (raw, previous) => [...previous, parseSocketAddress(raw)],
+  }),
+  option<'sslSocket'>({
+    name: 'sslSocket',
+    flag: 'ssl-socket',
+    arg: 'addr,cert,key[,ca]',
+    help: 'also listen for uwsgi over TLS (1.2+, nginx\'s uwsgi_pass suwsgi://): the address as --socket, then PEM certificate and key files; with a CA file, peers need a client certificate it signed (mutual TLS). Files are re-read on SIGHUP (repeatable; ; separates them in the environment)',
+    default: [],
+    repeatable: true,
+    envSeparator: ';',
+    parse: (raw, previous) => [...previous, parseSslSocket(raw)],
   }),
   option<'chmodSocket'>({
     name: 'chmodSocket',
@@ -372,6 +394,20 @@ export function parseSocketAddress(raw: string): SocketAddress {
   if (!match || port > 65535) throw new UwsgiError('ERR_SOCKET_ADDRESS', { value: JSON.stringify(raw) });
   const host = match[1] ?? (match[2] === '' ? '127.0.0.1' : match[2]!);
   return { kind: 'tcp', host, port };
+}
+
+/** Parses --ssl-socket's `ADDR,CERT,KEY[,CA]`. */
+export function parseSslSocket(raw: string): SslSocket {
+  const parts = raw.split(',').map((part) => part.trim());
+  if (parts.length < 3 || parts.length > 4 || parts.some((part) => part === '')) {
+    invalid('--ssl-socket', raw, 'ADDR,CERT,KEY or ADDR,CERT,KEY,CA: an address as --socket takes, then the PEM certificate, key and (for client certificates) CA files');
+  }
+  const [address, cert, key, ca] = parts as [string, string, string, string | undefined];
+  return { address: parseSocketAddress(address), cert, key, ...(ca === undefined ? {} : { ca }) };
+}
+
+export function formatSslSocket(ssl: SslSocket): string {
+  return [formatSocketAddress(ssl.address), ssl.cert, ssl.key, ...(ssl.ca === undefined ? [] : [ssl.ca])].join(',');
 }
 
 export function formatSocketAddress(address: SocketAddress): string {

@@ -304,3 +304,40 @@ describe('--backlog', () => {
     expect(failure(() => resolve({ env: { NODE_UWSGI_BACKLOG: 'lots' } }), 'ERR_CONFIG_VALUE').message).toContain('NODE_UWSGI_BACKLOG');
   });
 });
+
+describe('--ssl-socket', () => {
+  const A = '10.0.0.11:3031,/etc/node-uwsgi/server.crt,/etc/node-uwsgi/server.key,/etc/node-uwsgi/ca.crt';
+  const B = 'unix:/run/app/tls.sock,/srv/cert.pem,/srv/key.pem';
+  const parsed = [
+    { address: { kind: 'tcp', host: '10.0.0.11', port: 3031 }, cert: '/etc/node-uwsgi/server.crt', key: '/etc/node-uwsgi/server.key', ca: '/etc/node-uwsgi/ca.crt' },
+    { address: { kind: 'unix', path: '/run/app/tls.sock' }, cert: '/srv/cert.pem', key: '/srv/key.pem' },
+  ];
+
+  it('comes from the command line (repeatable), the file (an array) or the environment (; between sockets)', () => {
+    expect(resolve({}).options.sslSocket).toEqual([]);
+    expect(resolve({ args: ['app.js', '--ssl-socket', A, '--ssl-socket', B] }).options.sslSocket).toEqual(parsed);
+    expect(resolve({ toml: `ssl-socket = [${JSON.stringify(A)}, ${JSON.stringify(B)}]\n` }).options.sslSocket).toEqual(parsed);
+    expect(resolve({ env: { NODE_UWSGI_SSL_SOCKET: `${A}; ${B}` } }).options.sslSocket).toEqual(parsed);
+  });
+
+  it('refuses a value without its files, or an address --socket would refuse, naming the option', () => {
+    expect(failure(() => resolve({ args: ['app.js', '--ssl-socket', '10.0.0.11:3031,/a.crt'] }), 'ERR_OPTION_INVALID').message).toContain('--ssl-socket');
+    expect(failure(() => resolve({ args: ['app.js', '--ssl-socket', '10.0.0.11:3031,/a.crt,,/ca.crt'] }), 'ERR_OPTION_INVALID').message).toContain('ADDR,CERT,KEY');
+    failure(() => resolve({ args: ['app.js', '--ssl-socket', 'nowhere,/a.crt,/a.key'] }), 'ERR_SOCKET_ADDRESS');
+    expect(failure(() => resolve({ env: { NODE_UWSGI_SSL_SOCKET: `${A},extra` } }), 'ERR_CONFIG_VALUE').message).toContain('NODE_UWSGI_SSL_SOCKET');
+  });
+
+  it('leaves out the default --socket when only --ssl-socket is given, not one given as well', () => {
+    expect(resolve({ args: ['app.js', '--ssl-socket', B] }).options.socket).toEqual([]);
+    expect(resolve({ toml: `ssl-socket = ${JSON.stringify(B)}\n` }).options.socket).toEqual([]);
+    expect(resolve({ args: ['app.js', '--ssl-socket', B, '--socket', 'unix:/run/a.sock'] }).options.socket).toEqual([{ kind: 'unix', path: '/run/a.sock' }]);
+    expect(resolve({ args: ['app.js'] }).options.socket).toEqual([{ kind: 'tcp', host: '127.0.0.1', port: 3031 }]);
+  });
+
+  it('prints as it is written, and --print-config gives the same sockets back', () => {
+    const first = resolve({ args: ['app.js', '--ssl-socket', A, '--ssl-socket', B] });
+    const text = formatConfig(first);
+    expect(text).toContain(`ssl-socket = [${JSON.stringify(A)}, ${JSON.stringify(B)}]`);
+    expect(resolve({ toml: text }).options.sslSocket).toEqual(parsed);
+  });
+});

@@ -67,8 +67,9 @@ describe('LogFile', () => {
   });
 
   it('appends to a file the process may write but not read (mode 0222, another owner)', () => {
-    // Root reads any file: the check runs as nobody, in a child process on the built module.
-    if (process.getuid?.() !== 0) throw new Error('this test runs as root (as CI does), to open the file as nobody');
+    // Root reads any file: as root the check runs as nobody, in a child process on the built module; any other user
+    // already cannot read its own file of mode 0222.
+    const asNobody = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
     const dir = tempDir();
     chmodSync(dir, 0o755);
     const path = join(dir, 'app.log');
@@ -78,7 +79,8 @@ describe('LogFile', () => {
       const file = new LogFile(${JSON.stringify(path)}, { limit: 65536 });
       file.write('{"msg":"written by nobody"}\\n');
       await file.flush(1000);`;
-    execFileSync(process.execPath, ['--input-type=module', '-e', script], { uid: 65534, gid: 65534, stdio: 'pipe' });
+    execFileSync(process.execPath, ['--input-type=module', '-e', script], { ...asNobody, stdio: 'pipe' });
+    chmodSync(path, 0o644);
     expect(readFileSync(path, 'utf8')).toBe('{"msg":"written by nobody"}\n');
   });
 

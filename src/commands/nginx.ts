@@ -21,6 +21,29 @@ const UPSTREAM = {
   tcp: /^([ \t]*uwsgi_pass[ \t]+)127\.0\.0\.1:3031;/m,
 } as const;
 const WS_LOCATION = /^([ \t]*)location[ \t]+\/ws\/[ \t]*\{[ \t]*$/m;
+const FIRST_LOCATION = /^([ \t]*)location[ \t]+\/[ \t]*\{[ \t]*$/m;
+
+/** Where --ssl's files are by default: the client certificate nginx shows the hosts, and the CA that signed
+ * theirs (README, "Several hosts"). */
+export const NGINX_TLS_DEFAULTS = {
+  certificate: '/etc/nginx/node-uwsgi/client.crt',
+  key: '/etc/nginx/node-uwsgi/client.key',
+  trusted: '/etc/nginx/node-uwsgi/ca.crt',
+  name: 'node-uwsgi',
+} as const;
+
+/** Several node-uwsgi hosts behind one nginx upstream (--upstream). */
+export interface UpstreamOptions {
+  /** host:port of each node-uwsgi host. */
+  servers: Array<Extract<SocketAddress, { kind: 'tcp' }>>;
+  /** The upstream block's name. */
+  name: string;
+  maxFails: number;
+  /** Seconds. */
+  failTimeout: number;
+  /** uwsgi over TLS (suwsgi://) with nginx's client certificate; undefined: plain uwsgi. */
+  ssl?: { certificate: string; key: string; trusted: string; name: string } | undefined;
+}
 
 export interface NginxSiteOptions {
   /** Where node-uwsgi listens: a Unix socket or host:port. */
@@ -35,6 +58,8 @@ export interface NginxSiteOptions {
   listen: string;
   /** The uwsgi_params file to include; defaults to the one shipped in this package. */
   params?: string;
+  /** Several hosts: an upstream block in place of the one --socket. */
+  upstream?: UpstreamOptions | undefined;
 }
 
 function program(): Command {
@@ -50,6 +75,15 @@ function program(): Command {
     )
     .addOption(new Option('--websocket <path>', 'add a location for WebSocket upgrades at this path prefix, e.g. /ws/'))
     .addOption(new Option('--listen <port>', "nginx's listen: a port or address:port").default('80'))
+    .addOption(new Option('--upstream <hosts>', 'several node-uwsgi hosts, host:port,host:port...: an upstream block in place of --socket'))
+    .addOption(new Option('--upstream-name <name>', "the upstream block's name").default('node_uwsgi'))
+    .addOption(new Option('--max-fails <n>', 'with --upstream: failed attempts that take a host out for --fail-timeout').default('1'))
+    .addOption(new Option('--fail-timeout <seconds>', 'with --upstream: how long a failed host stays out').default('10'))
+    .addOption(new Option('--ssl', 'with --upstream: uwsgi over TLS (suwsgi://) to hosts running --ssl-socket, nginx showing a client certificate'))
+    .addOption(new Option('--ssl-certificate <file>', "with --ssl: nginx's client certificate").default(NGINX_TLS_DEFAULTS.certificate))
+    .addOption(new Option('--ssl-certificate-key <file>', "with --ssl: its key").default(NGINX_TLS_DEFAULTS.key))
+    .addOption(new Option('--ssl-trusted-certificate <file>', "with --ssl: the CA that signed the hosts' certificates").default(NGINX_TLS_DEFAULTS.trusted))
+    .addOption(new Option('--ssl-name <name>', "with --ssl: the name every host's certificate carries in its subjectAltName").default(NGINX_TLS_DEFAULTS.name))
     .addHelpText(
       'after',
       `
@@ -57,7 +91,8 @@ The block goes in nginx's http context (e.g. /etc/nginx/sites-available/app.conf
 check it with \`nginx -t\`. It includes the uwsgi_params shipped in this package by its absolute path.
 
 Example:
-  node-uwsgi nginx --socket unix:/run/app/app.sock --server-name example.com --websocket /ws/ > app.conf`,
+  node-uwsgi nginx --socket unix:/run/app/app.sock --server-name example.com --websocket /ws/ > app.conf
+  node-uwsgi nginx --upstream 10.0.0.11:3031,10.0.0.12:3031,10.0.0.13:3031 --ssl --server-name example.com > app.conf`,
     )
     .showHelpAfterError()
     .exitOverride((err) => {
@@ -68,15 +103,43 @@ Example:
 export async function run(args: string[]): Promise<number> {
   const cmd = program();
   cmd.parse(args, { from: 'user' });
-  const opts = cmd.opts<{ socket: string; serverName: string; maxBodySize?: number; websocket?: string; listen: string }>();
+  const opts = cmd.opts<{
+    socket: string;
+    serverName: string;
+    maxBodySize?: number;
+    websocket?: string;
+    listen: string;
+    upstream?: string;
+    upstreamName: string;
+    maxFails: string;
+    failTimeout: string;
+    ssl?: boolean;
+    sslCertificate: string;
+    sslCertificateKey: string;
+    sslTrustedCertificate: string;
+    sslName: string;
+  }>();
   let site: string;
   try {
+    if (opts.ssl && opts.upstream === undefined) invalid('--ssl', 'true', '--upstream with it (one host on loopback or a Unix socket needs no TLS)');
     site = nginxSite({
       socket: parseSocketAddress(opts.socket),
       serverName: opts.serverName,
       maxBodySize: opts.maxBodySize,
       websocket: opts.websocket,
       listen: opts.listen,
+      upstream:
+        opts.upstream === undefined
+          ? undefined
+          : {
+              servers: parseUpstreams(opts.upstream),
+              name: opts.upstreamName,
+              maxFails: count('--max-fails', opts.maxFails),
+              failTimeout: count('--fail-timeout', opts.failTimeout),
+              ssl: opts.ssl
+                ? { certificate: opts.sslCertificate, key: opts.sslCertificateKey, trusted: opts.sslTrustedCertificate, name: opts.sslName }
+                : undefined,
+            },
     }, args);
   } catch (err) {
     const code = err instanceof UwsgiError ? `${err.code}: ` : '';
@@ -89,9 +152,10 @@ export async function run(args: string[]): Promise<number> {
 
 /** The server block for `options`; `argv` is quoted in its header comment. */
 export function nginxSite(options: NginxSiteOptions, argv: readonly string[] = []): string {
-  const { socket } = options;
+  const { socket, upstream: several } = options;
   if (socket.kind === 'fd') invalid('--socket', formatSocketAddress(socket), 'unix:/path or host:port (nginx connects to it)');
-  const transport = socket.kind;
+  const transport = several === undefined ? socket.kind : 'tcp';
+  if (several !== undefined) checkUpstream(several);
   if (!/^[A-Za-z0-9.*_~-]+( [A-Za-z0-9.*_~-]+)*$/.test(options.serverName)) {
     invalid('--server-name', options.serverName, 'host names separated by spaces');
   }
@@ -107,7 +171,11 @@ export function nginxSite(options: NginxSiteOptions, argv: readonly string[] = [
   const shippedParams = `${SHIPPED}uwsgi_params`;
   const params = options.params ?? (existsSync(shippedParams) ? shippedParams : undefined);
   const upstream =
-    socket.kind === 'unix' ? `unix:${isAbsolute(socket.path) ? socket.path : resolve(socket.path)}` : formatSocketAddress(socket);
+    several !== undefined
+      ? `${several.ssl === undefined ? 'uwsgi' : 'suwsgi'}://${several.name}`
+      : socket.kind === 'unix'
+        ? `unix:${isAbsolute(socket.path) ? socket.path : resolve(socket.path)}`
+        : formatSocketAddress(socket);
 
   // The server block, without the file's own install notes above it (this command's header replaces them).
   let site = template.slice(template.search(/^server[ \t]*\{/m));
@@ -117,19 +185,28 @@ export function nginxSite(options: NginxSiteOptions, argv: readonly string[] = [
   if (params !== undefined) site = replaceMarked(site, file, INCLUDE, quote(params), 'each');
   site = replaceMarked(site, file, UPSTREAM[transport], quote(upstream), 'each');
   site = websocketLocation(site, options.websocket, params ?? '/etc/nginx/node-uwsgi/uwsgi_params', upstream);
+  if (several !== undefined) site = upstreamDirectives(site, several);
   // The filled-in lines need no editing any more.
   site = site.replace(/[ \t]+# EDIT\b.*$/gm, '');
+  if (several !== undefined) site = `\n${upstreamBlock(several)}\n${site}`;
 
-  const run = ['node-uwsgi', './app.js', '--socket', formatSocketAddress(socket)];
-  if (socket.kind === 'unix') run.push('--chmod-socket', '660');
+  const run = ['node-uwsgi', './app.js'];
+  if (several === undefined) run.push('--socket', formatSocketAddress(socket));
+  else if (several.ssl === undefined) run.push('--socket', '0.0.0.0:PORT', '--allow-from', 'NGINX_ADDRESS');
+  else run.push('--ssl-socket', '0.0.0.0:PORT,/etc/node-uwsgi/server.crt,/etc/node-uwsgi/server.key,/etc/node-uwsgi/ca.crt', '--allow-from', 'NGINX_ADDRESS');
+  if (socket.kind === 'unix' && several === undefined) run.push('--chmod-socket', '660');
   if (options.maxBodySize !== undefined) run.push('--max-body-size', nginxSize(options.maxBodySize));
   const header = [
     `# Generated by: node-uwsgi nginx ${argv.map(shellQuote).join(' ')}`.replace(/[\r\n]/g, ' ').trimEnd(),
     `# from ${file} of node-uwsgi. A server block for nginx's http context: save it as, e.g.,`,
     '# /etc/nginx/sites-available/app.conf, link it from sites-enabled/, then `nginx -t && systemctl reload nginx`.',
-    '# Serve the app with:',
+    several === undefined ? '# Serve the app with:' : '# Serve the app on each host with (PORT as in the upstream block, NGINX_ADDRESS: where nginx connects from):',
     `#   ${run.join(' ')}`,
-    ...(socket.kind === 'unix'
+    ...(several !== undefined
+      ? several.ssl === undefined
+        ? ['# Plain uwsgi crosses the network in clear, unauthenticated but for --allow-from: prefer --ssl between hosts.']
+        : ['# README.md, "Several hosts", makes the certificates (a private CA, one per host, one for nginx).']
+      : socket.kind === 'unix'
       ? [
           "# nginx's user (www-data on Debian) needs search permission on the socket's directory and read/write on",
           '# the socket (a group it shares with the app and --chmod-socket 660); nobody else should have either.',
@@ -212,4 +289,85 @@ function shellQuote(arg: string): string {
 
 function invalid(option: string, value: string, detail: string): never {
   throw new UwsgiError('ERR_OPTION_INVALID', { option, value: JSON.stringify(value), detail: `expected ${detail}` });
+}
+
+/** --upstream's `host:port,host:port...`. */
+function parseUpstreams(raw: string): UpstreamOptions['servers'] {
+  const servers = raw.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '').map((entry) => {
+    let address: SocketAddress;
+    try {
+      address = parseSocketAddress(entry);
+    } catch {
+      return invalid('--upstream', entry, 'host:port (or [v6]:port) of each node-uwsgi host, separated by commas');
+    }
+    if (address.kind !== 'tcp' || !/:\d+$/.test(entry)) return invalid('--upstream', entry, 'host:port of each node-uwsgi host: nginx connects to them over TCP');
+    return address;
+  });
+  if (servers.length === 0) invalid('--upstream', raw, 'at least one host:port');
+  return servers;
+}
+
+function count(option: string, raw: string): number {
+  if (!/^\d{1,6}$/.test(raw)) invalid(option, raw, 'a whole number');
+  return Number(raw);
+}
+
+function checkUpstream(upstream: UpstreamOptions): void {
+  if (!/^[A-Za-z0-9_-]+$/.test(upstream.name)) invalid('--upstream-name', upstream.name, 'letters, digits, _ and -');
+  for (const server of upstream.servers) {
+    if (!/^[A-Za-z0-9.:_-]+$/.test(server.host)) invalid('--upstream', formatSocketAddress(server), 'host:port');
+  }
+  const ssl = upstream.ssl;
+  if (ssl === undefined) return;
+  for (const [option, file] of [['--ssl-certificate', ssl.certificate], ['--ssl-certificate-key', ssl.key], ['--ssl-trusted-certificate', ssl.trusted]] as const) {
+    if (!/^[^\s;{}'"#\\$]+$/.test(file)) invalid(option, file, 'a file path without spaces, quotes or ; { } # $ \\');
+  }
+  if (!/^[A-Za-z0-9.-]+$/.test(ssl.name)) invalid('--ssl-name', ssl.name, 'a host name (the subjectAltName every host certificate carries)');
+}
+
+/** The upstream block: one server line per host, passive health checks (max_fails, fail_timeout), no keepalive. */
+function upstreamBlock(upstream: UpstreamOptions): string {
+  const lines = [
+    '# Several node-uwsgi hosts: nginx spreads requests over them (round robin) and, after --max-fails failed',
+    '# attempts (a refused or timed-out connect, a reset before the response), leaves a host out for fail_timeout.',
+    '# These are the only health checks nginx OSS makes, and only on real requests: it sends no probes (active',
+    '# checks are nginx Plus\'s health_check, or a third-party module). No keepalive: node-uwsgi, as uWSGI, closes',
+    '# the connection after each response.',
+    `upstream ${upstream.name} {`,
+    ...upstream.servers.map((server) => `    server ${formatSocketAddress(server)} max_fails=${upstream.maxFails} fail_timeout=${upstream.failTimeout}s;`),
+    '}',
+    '',
+  ];
+  return lines.join('\n');
+}
+
+/** Server-level directives for the upstream (every location inherits them), before the first location. */
+function upstreamDirectives(site: string, upstream: UpstreamOptions): string {
+  const match = FIRST_LOCATION.exec(site);
+  if (match === null) throw new Error('nginx/site-tcp.conf has no `location / {` line: this node-uwsgi install is damaged or its template changed');
+  const indent = match[1]!;
+  const lines = [
+    '# A request whose connect fails or times out goes to the next host: for idempotent methods only (nginx\'s',
+    '# default; a POST is never sent twice, so do not add non_idempotent). A stopped host refuses at once; one',
+    '# that is gone times out after uwsgi_connect_timeout.',
+    'uwsgi_next_upstream error timeout;',
+    'uwsgi_connect_timeout 1s;',
+  ];
+  const ssl = upstream.ssl;
+  if (ssl !== undefined) {
+    lines.push(
+      '',
+      '# uwsgi over TLS (node-uwsgi --ssl-socket): nginx shows its client certificate (hosts given the CA file',
+      '# require one) and checks theirs against the private CA, under the one name every host certificate carries.',
+      `uwsgi_ssl_certificate ${ssl.certificate};`,
+      `uwsgi_ssl_certificate_key ${ssl.key};`,
+      `uwsgi_ssl_trusted_certificate ${ssl.trusted};`,
+      'uwsgi_ssl_verify on;',
+      `uwsgi_ssl_name ${ssl.name};`,
+      'uwsgi_ssl_session_reuse on;',
+      'uwsgi_ssl_protocols TLSv1.2 TLSv1.3;',
+    );
+  }
+  const block = lines.map((line) => (line === '' ? '' : `${indent}${line}`)).join('\n');
+  return `${site.slice(0, match.index)}${block}\n\n${site.slice(match.index)}`;
 }

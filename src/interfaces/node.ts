@@ -224,8 +224,11 @@ function exposePeer(socket: Socket, address: string | undefined, port: number | 
   if (address !== undefined) {
     (socket as unknown as { _peername: unknown })._peername = { address, port, family: address.includes(':') ? 'IPv6' : 'IPv4' };
   }
-  // req.secure (Express), ctx.protocol (Koa) and request.protocol (Fastify) read socket.encrypted.
-  if (https) (socket as unknown as { encrypted: boolean }).encrypted = true;
+  // req.secure (Express), ctx.protocol (Koa) and request.protocol (Fastify) read socket.encrypted. A TLSSocket
+  // (--ssl-socket) says true of itself: that is the hop from nginx, not the client's scheme.
+  const sock = socket as unknown as { encrypted?: boolean };
+  if (https) sock.encrypted = true;
+  else if (sock.encrypted) sock.encrypted = false;
 }
 
 function pipeBody(body: Readable, req: IncomingMessage): void {

@@ -16,10 +16,12 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { closeSync, unlinkSync } from 'node:fs';
-import { formatSocketAddress, type Options, type SocketAddress } from '../options.js';
+import { formatSocketAddress, type Options, type SocketAddress, type SslSocket } from '../options.js';
 import { requireAllowList } from '../server/allow.js';
+import { UwsgiError, codeOf } from '../errors.js';
 import { effectiveBacklog, prepareAddress, setSocketMode } from '../server/listen.js';
-import { adoptSocket, bindSocket, chooseAccept, loadNative } from '../server/native.js';
+import { adoptSocket, bindSocket, chooseAccept, loadNative, type NativeAddon } from '../server/native.js';
+import { expiryWarning, loadTlsMaterial, type TlsMaterial } from '../server/tls.js';
 import { WORKER_CONFIG_ENV, heartbeatInterval, isWorkerMessage, type MasterMessage, type ReadyInfo, type WorkerConfig } from './messages.js';
 import { Policy, type Action, type PolicyEvent } from './policy.js';
 import { MAX_DIRECTORIES, watchRoot, watchTree, type TreeWatcher } from './watch.js';
@@ -56,9 +58,14 @@ export async function runMaster(config: MasterConfig): Promise<number> {
   const { options, log } = config;
   const started = process.hrtime.bigint();
   const workers = workerCount(options.workers);
-  requireAllowList([...options.socket, ...options.http], options.allowFrom);
-  requireAllowListForFds(options.socket, options.allowFrom);
-  for (const address of options.socket) await prepareAddress(address);
+  const sslAddresses = options.sslSocket.map((ssl) => ssl.address);
+  requireAllowList([...options.socket, ...sslAddresses, ...options.http], options.allowFrom);
+  requireAllowListForFds([...options.socket, ...sslAddresses], options.allowFrom);
+  // --ssl-socket: the files are read and checked here, once (an unreadable or mismatched one stops the start, naming
+  // it); the workers get the same bytes over IPC, and new ones at each SIGHUP (reloadTls).
+  const tlsMaterial = options.sslSocket.map((ssl) => loadTlsMaterial(ssl));
+  tlsMaterial.forEach((material, i) => warnExpiry(log, options.sslSocket[i]!, material));
+  for (const address of [...options.socket, ...sslAddresses]) await prepareAddress(address);
   for (const address of options.http ?? []) await prepareAddress(address);
   // --accept: with the native addon the master binds the uwsgi Unix sockets itself (it accepts nothing) and every
   // worker inherits them and accepts on them natively (server/native.ts).
@@ -74,7 +81,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
     // during a worker's boot cannot open a debugger in a process that serves requests.
     execArgv: process.allowedNodeEnvironmentFlags.has('--disable-sigusr1') ? [...process.execArgv, '--disable-sigusr1'] : process.execArgv,
     // Inherited fds (socket activation, fd://N) go to each worker at their own numbers: ops/activation.ts.
-    stdio: workerStdio(native.sockets),
+    stdio: workerStdio([...native.sockets, ...native.sslSockets.map((ssl) => ssl.address)]),
   });
 
   const heartbeatMs = heartbeatInterval(options.harakiri * 1000);
@@ -91,14 +98,15 @@ export async function runMaster(config: MasterConfig): Promise<number> {
     reloadBatch: options.reloadBatch,
     // Sockets the master bound (native accept) or inherited (socket activation) outlive any worker; --http
     // listeners are node:cluster's, closed with the last worker holding them.
-    socketsOutliveWorkers: native.sockets.every((address) => address.kind === 'fd') && (options.http ?? []).length === 0,
+    socketsOutliveWorkers:
+      [...native.sockets, ...native.sslSockets.map((ssl) => ssl.address)].every((address) => address.kind === 'fd') && (options.http ?? []).length === 0,
     random: Math.random,
   });
   const handles = new Map<number, Worker>();
   // --stats and --metrics: listening before the first worker starts, so that /health says 503 until one is ready.
   // The listen queues, for --stats, --metrics and the "listen queue full" warning (ERR_LISTEN_QUEUE_FULL).
-  const queues = new ListenQueues({ sockets: options.socket, http: options.http, backlog: options.backlog, cwd: config.cwd, log });
-  const stats = new StatsCollector({ state: (id) => policy.workers.get(id)?.state, sockets: options.socket, queues, cwd: config.cwd });
+  const queues = new ListenQueues({ sockets: [...options.socket, ...sslAddresses], http: options.http, backlog: options.backlog, cwd: config.cwd, log });
+  const stats = new StatsCollector({ state: (id) => policy.workers.get(id)?.state, sockets: [...options.socket, ...sslAddresses], queues, cwd: config.cwd });
   const opsListeners = await startOpsListeners({ stats: options.stats, metrics: options.metrics }, stats, log);
   // Started once nothing can fail any more before the exit path that clears it.
   const queueCheck = setInterval(() => void queues.fresh(CHECK_MS / 2), CHECK_MS);
@@ -122,7 +130,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
         const workerConfig: WorkerConfig = {
           spec: config.spec,
           cwd: config.cwd,
-          options: { ...options, socket: native.sockets },
+          options: { ...options, socket: native.sockets, sslSocket: native.sslSockets },
           nativeFds: native.fds,
           boundFds: native.boundFds,
           id: action.id,
@@ -147,6 +155,9 @@ export async function runMaster(config: MasterConfig): Promise<number> {
               bootError ??= { message: message.message, at: message.at ?? [] };
               log.debug({ worker: id, errorCode: message.code, error: message.message }, 'worker could not start the app');
               dispatch({ type: 'boot-failed', id, code: message.code, message: message.message, at: message.at });
+              break;
+            case 'tls-get':
+              if (worker.isConnected()) worker.send({ t: 'tls', material: tlsMaterial } satisfies MasterMessage);
               break;
             case 'hb':
               stats.heartbeat(id, message.requests, message.rss, message.stats);
@@ -181,6 +192,9 @@ export async function runMaster(config: MasterConfig): Promise<number> {
         if (action.reason === 'boot') {
           native.announce();
           for (const address of options.socket) log.info({ address: formatSocketAddress(address) }, 'listening');
+          tlsMaterial.forEach((material, i) =>
+            log.info({ address: formatSocketAddress(sslAddresses[i]!), tls: true, mutual: options.sslSocket[i]!.ca !== undefined, serial: material.serial, notAfter: material.notAfter }, 'listening'),
+          );
           for (const address of options.http ?? []) log.info({ address: formatSocketAddress(address), protocol: 'http' }, 'listening');
           log.info(
             {
@@ -188,7 +202,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
               export: app?.exportName,
               interface: app?.interface,
               detectedBy: app?.detectedBy,
-              sockets: options.socket.map(formatSocketAddress),
+              sockets: [...options.socket, ...sslAddresses].map(formatSocketAddress),
               workers: action.workers,
               bootMs: Number(process.hrtime.bigint() - started) / 1e6,
               node: process.version,
@@ -224,7 +238,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
   // Unix sockets are created by the first worker's listen (through the master's shared handle): set their mode
   // (--chmod-socket, else no access for others) as soon as they exist.
   cluster.on('listening', () => {
-    for (const address of [...options.socket, ...(options.http ?? [])]) {
+    for (const address of [...options.socket, ...sslAddresses, ...(options.http ?? [])]) {
       if (address.kind !== 'unix') continue;
       try {
         setSocketMode(address.path, options.chmodSocket);
@@ -234,9 +248,36 @@ export async function runMaster(config: MasterConfig): Promise<number> {
     }
   });
 
+  /** --ssl-socket: the files again, at SIGHUP (and --reload-on-change). A file that cannot be used keeps the
+   * previous material (ERR_TLS_RELOAD); new material goes to every worker at once (connections from then on get
+   * it) and to the workers the reload starts. */
+  const reloadTls = (): void => {
+    options.sslSocket.forEach((ssl, i) => {
+      let material: TlsMaterial;
+      try {
+        material = loadTlsMaterial(ssl);
+      } catch (err) {
+        const failure = new UwsgiError('ERR_TLS_RELOAD', { address: formatSocketAddress(ssl.address), detail: (err as Error).message });
+        log.warn({ code: failure.code, cause: codeOf(err), address: formatSocketAddress(ssl.address), serial: tlsMaterial[i]!.serial }, failure.message);
+        return;
+      }
+      const previous = tlsMaterial[i]!.serial;
+      tlsMaterial[i] = material;
+      log.info({ address: formatSocketAddress(ssl.address), serial: material.serial, previous, notAfter: material.notAfter }, 'TLS certificates reloaded');
+      warnExpiry(log, ssl, material);
+    });
+    if (options.sslSocket.length === 0) return;
+    for (const worker of handles.values()) {
+      if (worker.isConnected()) worker.send({ t: 'tls', material: tlsMaterial } satisfies MasterMessage);
+    }
+  };
+
   // Signal handlers only enqueue: the policy runs outside them.
   const onSignal = (signal: NodeJS.Signals): void => {
-    setImmediate(() => dispatch({ type: 'signal', signal: signal as (typeof SIGNALS)[number] }));
+    setImmediate(() => {
+      if (signal === 'SIGHUP') reloadTls();
+      dispatch({ type: 'signal', signal: signal as (typeof SIGNALS)[number] });
+    });
   };
   for (const signal of SIGNALS) process.on(signal, onSignal);
   // SIGUSR1 (logrotate's postrotate): reopen --log-file here and, over IPC, in every worker (a signal could reach
@@ -262,6 +303,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
     ];
     changes = watchTree(root, (files) => {
       log.info({ file: files[0], files: files.length }, 'files changed: reloading');
+      reloadTls();
       dispatch({ type: 'signal', signal: 'SIGHUP' });
     }, { ignore, onError: (err, directory) => log.warn({ err, directory }, 'cannot watch a directory for --reload-on-change') });
     log.info({ directory: root, directories: changes.directories }, 'watching for changes');
@@ -280,7 +322,10 @@ export async function runMaster(config: MasterConfig): Promise<number> {
 /** The master's part of --accept: binds the uwsgi Unix and TCP sockets and checks the inherited ones (fd://N,
  * socket activation) for the native listeners, and says once which accept path runs. `sockets`: what the workers
  * listen on (a bound socket becomes its inherited fd); `fds`: the fds the workers serve natively. */
-function bindNative(options: Options, log: Logger): { sockets: SocketAddress[]; fds: number[]; boundFds: number[]; unlink(): void; announce(): void } {
+function bindNative(
+  options: Options,
+  log: Logger,
+): { sockets: SocketAddress[]; sslSockets: SslSocket[]; fds: number[]; boundFds: number[]; unlink(): void; announce(): void } {
   const choice = chooseAccept(options.accept);
   // On the JavaScript path too the master binds with the addon where it loads (not under NODE_UWSGI_SCHED=rr,
   // whose master accepts): the master then holds the sockets, stops their handshakes at a stop (refuseNew) and
@@ -300,15 +345,25 @@ function bindNative(options: Options, log: Logger): { sockets: SocketAddress[]; 
       fds.push(address.fd);
       return address;
     }
-    const fd = bindSocket(binder, address, backlog);
+    const fd = bindOwn(binder, address);
     if (addon !== undefined) fds.push(fd);
+    return { kind: 'fd', fd };
+  });
+  // --ssl-socket: bound here like the plain sockets (the same lifetime, the same stop), but served in JavaScript
+  // by every worker (TLS is not the addon's): their fds are not among `fds`.
+  const sslSockets = options.sslSocket.map((ssl): SslSocket => {
+    if (binder === undefined || ssl.address.kind === 'fd') return ssl;
+    return { ...ssl, address: { kind: 'fd', fd: bindOwn(binder, ssl.address) } };
+  });
+  function bindOwn(with_: NativeAddon, address: Exclude<SocketAddress, { kind: 'fd' }>): number {
+    const fd = bindSocket(with_, address, backlog);
     bound.push(fd);
     if (address.kind === 'unix') {
       setSocketMode(address.path, options.chmodSocket);
       paths.push(address.path);
     }
-    return { kind: 'fd', fd };
-  });
+    return fd;
+  }
   return {
     /** Said once, when the app is loaded. */
     announce() {
@@ -317,6 +372,7 @@ function bindNative(options: Options, log: Logger): { sockets: SocketAddress[]; 
       else log.info({ sockets: fds.length, addon: choice.file }, 'accept: native');
     },
     sockets,
+    sslSockets,
     fds: [...fds],
     boundFds: [...bound],
     /** Stops listening (the master's copies of the fds it bound) and removes the socket files. A TCP socket first
@@ -338,4 +394,10 @@ function bindNative(options: Options, log: Logger): { sockets: SocketAddress[]; 
       }
     },
   };
+}
+
+/** ERR_TLS_CERT_EXPIRED / ERR_TLS_CERT_EXPIRING as a warning, with the certificate's notAfter. */
+function warnExpiry(log: Logger, ssl: SslSocket, material: TlsMaterial): void {
+  const warning = expiryWarning(ssl, material);
+  if (warning !== undefined) log.warn({ code: warning.code, file: ssl.cert, notAfter: material.notAfter, serial: material.serial }, warning.message);
 }

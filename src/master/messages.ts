@@ -6,6 +6,7 @@
 // 89,471 at 5.67 us; msgpackr buffers over advanced IPC 59,578 at 8.41 us (Node 20: 52,668 / 29,369 / 33,026).
 // The channel's framing dominates; an extra encode/decode step only adds to it.
 import type { Options } from '../options.js';
+import type { TlsMaterial } from '../server/tls.js';
 
 export const WORKER_CONFIG_ENV = 'NODE_UWSGI_WORKER';
 
@@ -40,7 +41,9 @@ export type WorkerMessage =
   | { t: 'ready'; app: ReadyInfo; bootMs: number }
   /** `at`: where the error was raised (src/app-loader/trace.ts), shown with the message at error level. */
   | { t: 'boot-failed'; code: string | undefined; message: string; at?: string[] }
-  | { t: 'hb'; requests: number; rss: number; inflight: InflightEntry[]; stats?: WorkerStats };
+  | { t: 'hb'; requests: number; rss: number; inflight: InflightEntry[]; stats?: WorkerStats }
+  /** --ssl-socket: the worker asks for its certificates once its listener for the answer is in place. */
+  | { t: 'tls-get' };
 
 /** A worker's counters since it started, on each heartbeat (src/ops/stats.ts RequestCounters; --stats, --metrics). */
 export interface WorkerStats {
@@ -61,11 +64,15 @@ export interface WorkerStats {
   buckets: number[];
   /** Seconds. */
   latencySum: number;
+  /** --ssl-socket handshakes that failed. */
+  tlsHandshakeFailures?: number;
 }
 
 /** drain's `stop`: the master has let go of the sockets (a stop, not a reload or recycling): the worker serves
- * what is queued before its close. */
-export type MasterMessage = { t: 'drain'; stop?: boolean } | { t: 'reopen-log' };
+ * what is queued before its close. `tls`: the --ssl-socket material, in options.sslSocket's order: at a worker's
+ * 'tls-get', and to every worker at each reload. Over IPC, never in the environment (which the app's child
+ * processes inherit). */
+export type MasterMessage = { t: 'drain'; stop?: boolean } | { t: 'reopen-log' } | { t: 'tls'; material: TlsMaterial[] };
 
 export function isWorkerMessage(value: unknown): value is WorkerMessage {
   return typeof value === 'object' && value !== null && typeof (value as { t?: unknown }).t === 'string';

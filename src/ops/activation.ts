@@ -77,7 +77,9 @@ export function activateSockets(options: Options, log: Logger, env: NodeJS.Proce
     log.info({ fd, name, socket: socket === undefined ? undefined : formatSocketAddress(socket) }, 'socket activation: listening socket passed by systemd');
   }
   log.info({ ignored: options.socket.map(formatSocketAddress) }, 'socket activation: --socket is ignored');
-  return { ...options, socket: activated.map(({ fd }) => ({ kind: 'fd', fd }) satisfies SocketAddress) };
+  // An fd that --ssl-socket fd://N names is that TLS socket; the others are plain uwsgi sockets.
+  const tls = new Set(options.sslSocket.flatMap((ssl) => (ssl.address.kind === 'fd' ? [ssl.address.fd] : [])));
+  return { ...options, socket: activated.filter(({ fd }) => !tls.has(fd)).map(({ fd }) => ({ kind: 'fd', fd }) satisfies SocketAddress) };
 }
 
 /** requireAllowList for inherited fds: a TCP socket bound to a non-loopback address needs --allow-from too. */

@@ -38,6 +38,9 @@ export function renderMetrics(collector: StatsCollector): string {
   family('nodeuwsgi_exceptions_total', 'counter', 'App exceptions: 500 answers and uncaught exceptions or rejections in workers.');
   out.push(`nodeuwsgi_exceptions_total ${totals.exceptions}`);
 
+  family('nodeuwsgi_tls_handshake_failures_total', 'counter', 'TLS handshakes on --ssl-socket listeners that failed (ERR_TLS_HANDSHAKE), over all workers.');
+  out.push(`nodeuwsgi_tls_handshake_failures_total ${totals.tlsHandshakeFailures}`);
+
   family('nodeuwsgi_response_bytes_total', 'counter', 'Bytes written to the front server.');
   out.push(`nodeuwsgi_response_bytes_total ${totals.tx}`);
 

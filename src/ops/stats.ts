@@ -63,6 +63,8 @@ export interface Totals {
   statuses: number[];
   buckets: number[];
   latencySum: number;
+  /** --ssl-socket handshakes that failed (ERR_TLS_HANDSHAKE). */
+  tlsHandshakeFailures: number;
 }
 
 function emptyTotals(): Totals {
@@ -74,6 +76,7 @@ function emptyTotals(): Totals {
     statuses: new Array<number>(STATUS_CLASSES.length).fill(0),
     buckets: new Array<number>(LATENCY_BUCKETS.length + 1).fill(0),
     latencySum: 0,
+    tlsHandshakeFailures: 0,
   };
 }
 
@@ -81,13 +84,14 @@ function mergeTotals(into: Totals, from: Totals): void {
   addTotals(into, from.requests, from);
 }
 
-function addTotals(into: Totals, requests: number, s: Omit<Totals, 'requests'> | undefined): void {
+function addTotals(into: Totals, requests: number, s: (Omit<Totals, 'requests' | 'tlsHandshakeFailures'> & { tlsHandshakeFailures?: number | undefined }) | undefined): void {
   into.requests += requests;
   if (s === undefined) return;
   into.exceptions += s.exceptions;
   into.tx += s.tx;
   into.runningTime += s.runningTime;
   into.latencySum += s.latencySum;
+  into.tlsHandshakeFailures += s.tlsHandshakeFailures ?? 0;
   for (let i = 0; i < into.statuses.length; i++) into.statuses[i]! += s.statuses[i] ?? 0;
   for (let i = 0; i < into.buckets.length; i++) into.buckets[i]! += s.buckets[i] ?? 0;
 }
@@ -454,7 +458,7 @@ export async function startStatsServer(address: SocketAddress, collector: StatsC
 }
 
 /** A worker's heartbeat report; `vsz` in bytes (the worker's MemoryReader, src/worker/resources.ts). */
-export function workerStats(counters: RequestCounters, busy: number, vsz: number): WorkerStats {
+export function workerStats(counters: RequestCounters, busy: number, vsz: number, tlsHandshakeFailures = 0): WorkerStats {
   return {
     exceptions: counters.exceptions,
     tx: counters.tx,
@@ -465,6 +469,7 @@ export function workerStats(counters: RequestCounters, busy: number, vsz: number
     statuses: counters.statuses,
     buckets: counters.buckets,
     latencySum: counters.latencySum,
+    tlsHandshakeFailures,
   };
 }
 

@@ -1,6 +1,7 @@
 // Incremental decoder of one uwsgi request: the 4-byte header, the vars block, then CONTENT_LENGTH body bytes.
 // Bytes in, callbacks out; it never sees a socket. Spec: https://uwsgi-docs.readthedocs.io/en/latest/Protocol.html
 import { UwsgiError } from '../errors.js';
+import { nameAt } from './names.js';
 
 /** The protocol's ceiling: the vars block size is a 16-bit field. */
 export const MAX_VARS_SIZE = 65535;
@@ -192,7 +193,7 @@ export class RequestDecoder {
       const keyLength = block[offset]! | (block[offset + 1]! << 8);
       offset += 2;
       if (offset + keyLength > end) malformed('key longer than the block', offset);
-      const key = text.slice(offset, offset + keyLength);
+      const key = nameAt(block, text, offset, keyLength);
       offset += keyLength;
       if (offset + 2 > end) malformed('truncated value length', offset);
       const valueLength = block[offset]! | (block[offset + 1]! << 8);

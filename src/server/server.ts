@@ -11,6 +11,15 @@ import { lifecycleContext, type RequestTracker } from './lifecycle.js';
 import { effectiveBacklog, listenOn, prepareAddress, setSocketMode } from './listen.js';
 import { bindSocket, NativeListener, type NativeAddon } from './native.js';
 import { admitPeer } from './allow.js';
+import { TlsFront, type TlsMaterial } from './tls.js';
+
+/** One --ssl-socket as a worker listens on it: where, and the material its secure context is made of. */
+export interface TlsListen {
+  readonly address: SocketAddress;
+  readonly material: TlsMaterial;
+  /** Peers need a client certificate signed by material.ca. */
+  readonly mutual: boolean;
+}
 
 export interface ServerConfig {
   readonly handler: ExchangeHandler;
@@ -50,6 +59,12 @@ export function acceptErrorListener(config: Pick<ServerConfig, 'log' | 'onAccept
 export interface UwsgiServer {
   /** Starts listening on every address; rejects (closing what was opened) if any fails. */
   listen(addresses: readonly SocketAddress[]): Promise<void>;
+  /** Starts listening for uwsgi over TLS (--ssl-socket), always in JavaScript; rejects as listen(). */
+  listenTls(sockets: readonly TlsListen[]): Promise<void>;
+  /** New certificates for the TLS socket at `index` (in listenTls's order): for connections from now on. */
+  updateTls(index: number, material: TlsMaterial): void;
+  /** TLS handshakes that failed, over every TLS socket. */
+  readonly tlsFailures: number;
   /** Stops accepting, waits for in-flight connections to finish, removes Unix socket files. `serveQueue`: the
    * master no longer holds the sockets (a stop): what is queued is served first, as this close may be the last. */
   close(serveQueue?: boolean): Promise<void>;
@@ -63,6 +78,7 @@ export function createServer(config: ServerConfig): UwsgiServer {
   /** JavaScript listeners on inherited fds, and their fds. */
   const listenFds = new Map<net.Server, number>();
   const natives: NativeListener[] = [];
+  const fronts: TlsFront[] = [];
   const unixPaths: string[] = [];
   const inflight = new Set<Promise<void>>();
   const context = {
@@ -100,6 +116,34 @@ export function createServer(config: ServerConfig): UwsgiServer {
       return inflight.size + natives.reduce((n, listener) => n + listener.requests, 0);
     },
     servers,
+    get tlsFailures() {
+      return fronts.reduce((n, front) => n + front.failures, 0);
+    },
+    updateTls(index, material) {
+      fronts[index]?.update(material);
+    },
+    async listenTls(sockets) {
+      try {
+        for (const { address, material, mutual } of sockets) {
+          const label = material.address;
+          const front = new TlsFront(material, config.log, mutual, context.headerTimeout, (socket) => track(handleConnection(socket, context)));
+          fronts.push(front);
+          // --allow-from on the plain connection, before any handshake.
+          const server = net.createServer({ noDelay: true }, (socket) => {
+            if (admitPeer(allowList, socket, config.log)) front.accept(socket);
+          });
+          servers.push(server);
+          await listenOn(server, address, config.chmodSocket, config.shared, config.backlog);
+          server.on('error', onAcceptError);
+          if (address.kind === 'fd') listenFds.set(server, address.fd);
+          if (address.kind === 'unix' && !config.shared) unixPaths.push(address.path);
+          config.log[config.shared ? 'debug' : 'info']({ address: label, tls: true, serial: material.serial }, 'listening');
+        }
+      } catch (err) {
+        await this.close();
+        throw err;
+      }
+    },
     async listen(addresses) {
       try {
         for (const address of addresses) {
@@ -131,7 +175,8 @@ export function createServer(config: ServerConfig): UwsgiServer {
           // The queue, served right before the close (libuv closes the fd at once, in server.close()): the same
           // step as the native Stop (accept.c). Without the addon the last close resets what is queued.
           if (serveQueue && fd !== undefined && config.acceptAll !== undefined) {
-            for (const conn of config.acceptAll(fd)) onConnection(new net.Socket({ fd: conn, readable: true, writable: true }));
+            // Through 'connection', as if the server had accepted them: the plain handler, or the TLS front's.
+            for (const conn of config.acceptAll(fd)) server.emit('connection', new net.Socket({ fd: conn, readable: true, writable: true }));
           }
           return new Promise<void>((resolve) => server.close(() => resolve()));
         }),

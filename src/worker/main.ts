@@ -11,6 +11,7 @@ import { createLogger } from '../log.js';
 import { WORKER_CONFIG_ENV, type InflightEntry, type MasterMessage, type WorkerConfig, type WorkerMessage } from '../master/messages.js';
 import { buildAllowList } from '../server/allow.js';
 import { createServer, type UwsgiServer } from '../server/server.js';
+import type { TlsMaterial } from '../server/tls.js';
 import { loadNative, type NativeAddon } from '../server/native.js';
 import type { Logger } from 'pino';
 import type { SocketAddress } from '../options.js';
@@ -75,6 +76,28 @@ async function main(): Promise<void> {
     log.error({ err, code: 'ERR_APP_EXCEPTION' }, 'uncaught exception in the app');
   });
 
+  // --ssl-socket: the certificates come from the master (which read and checked the files), asked for once this
+  // listener is in place; later ones (SIGHUP) replace the secure context for the connections that follow.
+  let tlsMaterial: TlsMaterial[] | undefined;
+  let tlsServing: { server: UwsgiServer; material: TlsMaterial[] } | undefined;
+  const tlsReady =
+    options.sslSocket.length === 0
+      ? undefined
+      : new Promise<TlsMaterial[]>((resolve) => {
+          process.on('message', (message: MasterMessage) => {
+            if (message?.t !== 'tls') return;
+            tlsMaterial = message.material;
+            resolve(message.material);
+            if (tlsServing !== undefined) updateTls(tlsServing, message.material);
+          });
+          void send({ t: 'tls-get' });
+        });
+  const updateTls = (serving: { server: UwsgiServer; material: TlsMaterial[] }, material: TlsMaterial[]): void => {
+    material.forEach((m, i) => serving.server.updateTls(i, m));
+    serving.material = material;
+    log.debug({ serials: material.map((m) => m.serial) }, 'TLS certificates updated');
+  };
+
   const table = new InflightTable(options.harakiri > 0);
   // Opened now, while descriptors are free: the heartbeat must not need one (src/worker/resources.ts).
   const memory = new MemoryReader();
@@ -122,10 +145,16 @@ async function main(): Promise<void> {
       // not load (it should: the same file) listens on the inherited fds in JavaScript.
       native: config.nativeFds.length > 0 ? nativeOrWarn(log) : undefined,
       nativeFds: config.nativeFds,
-      acceptAll: acceptAllOf(options.socket),
+      acceptAll: acceptAllOf([...options.socket, ...options.sslSocket.map((ssl) => ssl.address)]),
       limits: { maxVarsSize: options.maxVarsSize, maxVars: options.maxVars, maxBodySize: options.maxBodySize },
     });
     await server.listen(options.socket);
+    if (tlsReady !== undefined) {
+      const material = await tlsReady;
+      await server.listenTls(options.sslSocket.map((ssl, i) => ({ address: ssl.address, material: material[i]!, mutual: ssl.ca !== undefined })));
+      tlsServing = { server, material };
+      if (tlsMaterial !== material) updateTls(tlsServing, tlsMaterial!);
+    }
     httpListener = createHttpListener({ ...common, maxBodySize: options.maxBodySize });
     await httpListener.listen(options.http ?? []);
   } catch (err) {
@@ -149,7 +178,7 @@ async function main(): Promise<void> {
       .map((r) => [r.method, r.uri, r.startedAt]);
     fds.check();
     const { rss, vsz } = memory.read();
-    const stats = workerStats(table.counters, table.busy, vsz);
+    const stats = workerStats(table.counters, table.busy, vsz, server.tlsFailures);
     return send({ t: 'hb', requests: table.requests, rss, inflight, stats });
   };
   const heartbeat = setInterval(() => void beat(), config.heartbeatMs);

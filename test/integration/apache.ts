@@ -4,7 +4,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, watch, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, freePort, requireNginx, startServer, type ServerProcess, type Transport } from './nginx.js';
+import { ROOT, freePort, requireCli, startServer, type ServerProcess, type Transport } from './nginx.js';
 
 export const APACHE_BIN = process.env.APACHE_BIN ?? '/usr/sbin/apache2';
 export const APACHE_MODULES = process.env.APACHE_MODULES ?? '/usr/lib/apache2/modules';
@@ -255,7 +255,7 @@ export interface ApacheStackOptions {
 /** Starts the server (on a Unix socket in a fresh temp prefix, or a free TCP port), then Apache in front. */
 export async function startApacheStack(opts: ApacheStackOptions): Promise<ApacheStack> {
   requireApache();
-  requireNginx(); // also checks that dist/cli.js is built
+  requireCli();
   const { transport, mount } = opts;
   const identity = workerIdentity();
   const dir = mkdtempSync(join(tmpdir(), 'nu-apache-'));

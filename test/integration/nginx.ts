@@ -49,6 +49,11 @@ export function requireNginx(): void {
         '`sudo apt-get install nginx-light` (Debian/Ubuntu; .ci/run does it), or point NGINX_BIN at an nginx binary.',
     );
   }
+  requireCli();
+}
+
+/** Fails when dist/cli.js is not built; the server alone needs nothing else (unit tests start it too). */
+export function requireCli(): void {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first (\`npm test\` builds).`);
 }
 
@@ -191,7 +196,7 @@ export function readLogLines(stream: Readable, onLine: (line: LogLine) => void):
 
 /** Spawns `node dist/cli.js <app> --socket <socket> ...` and collects its logs, without waiting for anything. */
 export function launchServer(opts: ServerOptions): LaunchedServer {
-  requireNginx();
+  requireCli();
   const app = opts.app.startsWith('/') ? opts.app : join(APPS, opts.app);
   const argv = [opts.cli ?? CLI, app, ...(opts.listenArgs ?? ['--socket', opts.socket]), ...(opts.args ?? [])];
   const env = opts.env ? { ...process.env, ...opts.env } : process.env;

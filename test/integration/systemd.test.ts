@@ -7,6 +7,8 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_pr
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import net from 'node:net';
+import tls from 'node:tls';
+import { X509Certificate } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeRequest } from '../../src/protocol/encoder.js';
@@ -315,6 +317,40 @@ describe('Type=notify and socket activation', () => {
     expect(await server.stop()).toBe(0);
     expect(server.logs.filter((l) => l.code === 'ERR_SYSTEMD_NOTIFY')).toHaveLength(1);
   }, 90_000);
+
+  it('serves an activated fd named by --ssl-socket fd://N over TLS, the other activated fd plain', async () => {
+    const dir = tempDir();
+    const subject = ['-subj', '/CN=node-uwsgi', '-addext', 'subjectAltName=DNS:node-uwsgi'];
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', ...subject, '-keyout', 'server.key', '-out', 'server.crt'], { cwd: dir, stdio: 'ignore' });
+    const [plainPort, tlsPort] = [await freePort(), await freePort()];
+    const server = activate({
+      listen: [`127.0.0.1:${plainPort}`, `127.0.0.1:${tlsPort}`],
+      fdnames: ['plain', 'tls'],
+      args: ['--workers', '1', '--ssl-socket', `fd://4,${join(dir, 'server.crt')},${join(dir, 'server.key')}`],
+    });
+    cleanups.push(() => server.stop());
+    await server.bound();
+    expect((await uwsgiGet({ port: plainPort }, '/')).status).toBe(200);
+    const answer = await new Promise<{ serial: string; raw: string }>((resolve, reject) => {
+      let raw = '';
+      let serial = '';
+      const socket = tls.connect({ port: tlsPort, host: '127.0.0.1', ca: readFileSync(join(dir, 'server.crt')), servername: 'node-uwsgi' }, () => {
+        serial = socket.getPeerCertificate().serialNumber;
+        socket.write(encodeRequest(nginxVars({ REMOTE_ADDR: '127.0.0.1' })));
+      });
+      socket.on('data', (d: Buffer) => (raw += d.toString('latin1')));
+      socket.on('error', reject);
+      socket.on('close', () => resolve({ serial, raw }));
+    });
+    expect(answer.serial).toBe(new X509Certificate(readFileSync(join(dir, 'server.crt'))).serialNumber);
+    expect(parseResponse(Buffer.from(answer.raw, 'latin1')).status).toBe(200);
+    const ready = await server.waitForLog((l) => l.msg === 'ready', 'ready');
+    expect(ready.sockets).toEqual(['fd://3', 'fd://4']);
+    // Plain uwsgi to the TLS fd is a handshake failure, not a request.
+    await rawExchange({ port: tlsPort }, encodeRequest(nginxVars())).catch(() => undefined);
+    expect(await server.waitForLog((l) => l.code === 'ERR_TLS_HANDSHAKE', 'the handshake failure')).toMatchObject({ address: 'fd://4' });
+    expect(await server.stop()).toBe(0);
+  }, 60_000);
 
   it('refuses an activated TCP socket on a non-loopback address without --allow-from', async () => {
     const port = await freePort();

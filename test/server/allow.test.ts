@@ -1,64 +1,19 @@
-// TCP exposure (issue 5): a non-loopback TCP socket needs --allow-from; peers not on the list are closed unserved
-// and logged with their address; loopback is always allowed. Real sockets, the real CLI for the start-up check.
+// TCP exposure (issue 5): a non-loopback TCP socket needs --allow-from; loopback is always allowed. The list, the
+// start-up checks through the real CLI, the socket's mode; real peers beyond loopback are
+// test/integration/allow-from.test.ts.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import net from 'node:net';
-import { networkInterfaces } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { isUwsgiError } from '../../src/errors.js';
-import type { ExchangeHandler } from '../../src/exchange.js';
 import { OPTIONS, parseSocketAddress } from '../../src/options.js';
 import { buildAllowList, isAllowed, requireAllowList } from '../../src/server/allow.js';
-import { DEFAULT_LIMITS } from '../../src/protocol/decoder.js';
-import { encodeRequest } from '../../src/protocol/encoder.js';
-import { createServer, type UwsgiServer } from '../../src/server/server.js';
-import { createHttpListener } from '../../src/server/http.js';
-import { memoryLogger, nginxVars, parseRawResponse } from '../helpers/serve.js';
 
 const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 const APP = fileURLToPath(new URL('../fixtures/apps/cli/hello.mjs', import.meta.url));
 const allowSpec = OPTIONS.find((o) => o.name === 'allowFrom')!;
-
-const hello: ExchangeHandler = async (ex) => {
-  ex.response.writeHead(200, undefined, [['Content-Type', 'text/plain']]);
-  ex.response.write('hello');
-  ex.response.end();
-};
-
-/** This machine's first non-loopback IPv4 address: a peer address that is not loopback. */
-function externalAddress(): string | undefined {
-  for (const list of Object.values(networkInterfaces())) {
-    for (const entry of list ?? []) if (entry.family === 'IPv4' && !entry.internal) return entry.address;
-  }
-  return undefined;
-}
-
-function request(host: string, port: number): Promise<Buffer> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    const socket = net.connect({ host, port }, () => socket.write(encodeRequest(nginxVars())));
-    socket.on('data', (c) => chunks.push(c));
-    socket.on('error', () => {});
-    socket.on('close', () => resolve(Buffer.concat(chunks)));
-  });
-}
-
-let server: UwsgiServer | undefined;
-afterEach(async () => {
-  await server?.close();
-  server = undefined;
-});
-
-async function serve(allowFrom: string[]): Promise<{ port: number; records: Array<Record<string, unknown>> }> {
-  const { log, records } = memoryLogger();
-  server = createServer({ handler: hello, log, limits: DEFAULT_LIMITS, allowList: buildAllowList(allowFrom) });
-  await server.listen([{ kind: 'tcp', host: '0.0.0.0', port: 0 }]);
-  const port = (server.servers[0]!.address() as net.AddressInfo).port;
-  return { port, records };
-}
 
 describe('--allow-from', () => {
   it('parses addresses and CIDRs, repeatable and comma-separated, and rejects anything else by name', () => {
@@ -118,42 +73,6 @@ describe('--allow-from', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  });
-
-  it('--http listeners close peers off the list too; loopback is served', async () => {
-    const external = externalAddress();
-    expect(external, 'this test needs a non-loopback IPv4 interface to connect from').toBeDefined();
-    const { log, records } = memoryLogger();
-    const listener = createHttpListener({ handler: hello, log, maxBodySize: 0, allowList: buildAllowList(['10.255.0.0/16']) });
-    await listener.listen([{ kind: 'tcp', host: '0.0.0.0', port: 0 }]);
-    try {
-      const port = (listener.servers[0]!.address() as net.AddressInfo).port;
-      expect(await (await fetch(`http://127.0.0.1:${port}/`)).text()).toBe('hello');
-      await expect(fetch(`http://${external}:${port}/`)).rejects.toThrow();
-      expect(records.find((r) => r.code === 'ERR_PEER_NOT_ALLOWED')?.peer).toBe(external);
-    } finally {
-      await listener.close();
-    }
-  });
-
-  it('closes a peer that is not on the list unserved and logs its address; loopback is served', async () => {
-    const external = externalAddress();
-    expect(external, 'this test needs a non-loopback IPv4 interface to connect from').toBeDefined();
-    const { port, records } = await serve(['10.255.0.0/16']);
-    expect(parseRawResponse(await request('127.0.0.1', port)).status).toBe(200);
-    const refused = await request(external!, port);
-    expect(refused.length).toBe(0);
-    const line = records.find((r) => r.code === 'ERR_PEER_NOT_ALLOWED');
-    expect(line?.peer).toBe(external);
-    expect(parseRawResponse(await request('127.0.0.1', port)).status).toBe(200);
-  });
-
-  it('serves a peer that the list names', async () => {
-    const external = externalAddress();
-    expect(external).toBeDefined();
-    const { port, records } = await serve([`${external}`]);
-    expect(parseRawResponse(await request(external!, port)).status).toBe(200);
-    expect(records.some((r) => r.code === 'ERR_PEER_NOT_ALLOWED')).toBe(false);
   });
 });
 

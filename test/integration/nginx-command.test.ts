@@ -3,7 +3,7 @@
 // running node-uwsgi.
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -66,6 +66,49 @@ describe('node-uwsgi nginx', () => {
     expect(tested.code).toBe(0);
   });
 
+  it.each([
+    { name: 'plain uwsgi', ssl: false },
+    { name: 'TLS with a client certificate', ssl: true },
+  ])('prints an upstream block for several hosts that passes nginx -t ($name)', ({ ssl }) => {
+    const prefix = mkdtempSync(join(dir, 'up-'));
+    const files = { crt: join(prefix, 'client.crt'), key: join(prefix, 'client.key'), ca: join(prefix, 'ca.crt') };
+    // nginx -t loads the certificate files: real ones, from the openssl CLI.
+    spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=t', '-keyout', files.key, '-out', files.crt], { stdio: 'ignore' });
+    writeFileSync(files.ca, readFileSync(files.crt));
+    const args = ['--upstream', '10.0.0.11:3031,10.0.0.12:3031, [fd00::13]:3031', '--server-name', 'example.com', '--max-fails', '2', '--fail-timeout', '5'];
+    if (ssl) args.push('--ssl', '--ssl-certificate', files.crt, '--ssl-certificate-key', files.key, '--ssl-trusted-certificate', files.ca, '--ssl-name', 'app.internal');
+    const { code, stdout, stderr } = generate(args);
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    expect(stdout).toMatch(
+      /upstream node_uwsgi \{\n {4}server 10\.0\.0\.11:3031 max_fails=2 fail_timeout=5s;\n {4}server 10\.0\.0\.12:3031 max_fails=2 fail_timeout=5s;\n {4}server \[fd00::13\]:3031 max_fails=2 fail_timeout=5s;\n\}/,
+    );
+    expect(stdout).toContain('uwsgi_next_upstream error timeout;');
+    expect(stdout).toContain('uwsgi_connect_timeout 1s;');
+    // Idempotent requests only, and no keepalive (uwsgi closes per request).
+    expect(stdout).not.toMatch(/^[^#]*non_idempotent/m);
+    expect(stdout).not.toMatch(/^\s*keepalive/m);
+    const passes = stdout.match(/^\s*uwsgi_pass .*$/gm)!.map((l) => l.trim());
+    expect(passes).toEqual([`uwsgi_pass ${ssl ? 'suwsgi' : 'uwsgi'}://node_uwsgi;`]);
+    if (ssl) {
+      for (const line of [
+        `uwsgi_ssl_certificate ${files.crt};`,
+        `uwsgi_ssl_certificate_key ${files.key};`,
+        `uwsgi_ssl_trusted_certificate ${files.ca};`,
+        'uwsgi_ssl_verify on;',
+        'uwsgi_ssl_name app.internal;',
+        'uwsgi_ssl_session_reuse on;',
+        'uwsgi_ssl_protocols TLSv1.2 TLSv1.3;',
+      ]) expect(stdout).toContain(line);
+      expect(stdout).toContain('--ssl-socket 0.0.0.0:PORT,');
+    } else {
+      expect(stdout).not.toContain('uwsgi_ssl');
+    }
+    const tested = nginxTest(prefix, stdout);
+    expect(tested.output).toContain('test is successful');
+    expect(tested.code).toBe(0);
+  });
+
   it('refuses what nginx could not use, naming the option', () => {
     for (const [args, option] of [
       [['--socket', 'fd://3'], '--socket'],
@@ -75,6 +118,14 @@ describe('node-uwsgi nginx', () => {
       [['--server-name', 'a;b'], '--server-name'],
       [['--listen', '80; evil'], '--listen'],
       [['--max-body-size', '12q'], '--max-body-size'],
+      [['--ssl'], '--ssl'],
+      [['--upstream', 'unix:/run/a.sock'], '--upstream'],
+      [['--upstream', '10.0.0.1'], '--upstream'],
+      [['--upstream', ','], '--upstream'],
+      [['--upstream', '10.0.0.1:3031', '--upstream-name', 'a b'], '--upstream-name'],
+      [['--upstream', '10.0.0.1:3031', '--max-fails', 'x'], '--max-fails'],
+      [['--upstream', '10.0.0.1:3031', '--ssl', '--ssl-certificate', '/a b.crt'], '--ssl-certificate'],
+      [['--upstream', '10.0.0.1:3031', '--ssl', '--ssl-name', 'a;b'], '--ssl-name'],
     ] as const) {
       const { code, stderr, stdout } = generate([...args]);
       expect(code, args.join(' ')).toBe(2);
