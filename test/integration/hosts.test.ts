@@ -1,10 +1,12 @@
 // Several hosts behind one nginx upstream, tested as hosts, not as ports: three network namespaces with a veth
-// link each (test/helpers/netns.ts), node-uwsgi in each on TCP with --allow-from nginx's side of the link, one nginx
-// in the root namespace balancing over the three. Under load (GETs and POSTs with bodies) it kills and restarts
+// link each (test/helpers/netns.ts), node-uwsgi in each on --ssl-socket with mutual TLS (certificates from the
+// README's own openssl commands, "Several hosts") and --allow-from nginx's side of the link, one nginx in the root
+// namespace with the upstream `node-uwsgi nginx --upstream ... --ssl` prints, balancing over the three. Under load (GETs and POSTs with bodies) it kills and restarts
 // hosts and counts what nginx's clients see: sent, failed, retried by nginx (a comma in $upstream_addr), per fault.
 // README "Deploys that lose nothing".
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -12,47 +14,38 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canCreateNamespaces, createHosts, type Host, type Hosts } from '../helpers/netns.js';
 import { until } from '../helpers/wait.js';
 import { ACCESS_LOG_FORMAT, retriedByPhase, startMixedLoad, type MixedLoad, type PhaseCounts } from '../helpers/mixed-load.js';
-import { ROOT, startNginx, startServer, type NginxProcess, type ServerProcess } from './nginx.js';
+import { CLI, ROOT, startNginx, startServer, type NginxProcess, type ServerProcess } from './nginx.js';
 
 const PORT = 3031;
 const WORKERS = 2;
 
-/** How node-uwsgi listens on a host. With the TLS work this becomes `--ssl-socket ADDR,CERT,KEY,CA` (mutual TLS,
- * nginx's client certificate signed by CA) and the allow-list stays. */
-function hostListenArgs(host: Host): string[] {
-  return ['--socket', `${host.address}:${PORT}`, '--allow-from', host.peer];
+/** How node-uwsgi listens on a host: uwsgi over TLS, peers must show a certificate signed by the CA (nginx's). */
+function hostListenArgs(host: Host, pki: string): string[] {
+  return ['--ssl-socket', `${host.address}:${PORT},${pki}/app1.crt,${pki}/app1.key,${pki}/ca.crt`, '--allow-from', host.peer];
 }
 
-/** nginx's upstream over the hosts and the location's retry rules. TO BE REPLACED by the output of
- * `node-uwsgi nginx --upstream HOST:PORT,... [--ssl]` (suwsgi://, uwsgi_ssl_certificate, uwsgi_ssl_verify on,
- * uwsgi_ssl_trusted_certificate, uwsgi_ssl_name, session reuse) once that command exists. */
-function upstreamBlock(hosts: readonly Host[]): { upstream: string; location: string } {
-  return {
-    upstream: `upstream app {
-    ${hosts.map((host) => `server ${host.address}:${PORT} max_fails=1 fail_timeout=2s;`).join('\n    ')}
-}`,
-    // error timeout: a refused or timed-out connect goes to the next host for any method (nothing was sent); a
-    // request already sent is retried only if idempotent (nginx 1.9.13+ without non_idempotent). A stopping host
-    // drops new SYNs, so a short connect timeout bounds what a connect to it costs.
-    location: `uwsgi_pass app;
-        uwsgi_next_upstream error timeout;
-        uwsgi_next_upstream_tries 3;
-        uwsgi_connect_timeout 1s;`,
+/** The site `node-uwsgi nginx --upstream ... --ssl` prints for the hosts (suwsgi://, nginx's client certificate,
+ * uwsgi_ssl_verify, uwsgi_next_upstream error timeout, uwsgi_connect_timeout), with the test's access log added. */
+function site(hosts: readonly Host[], pki: string, log: string): (port: number) => string {
+  return (port) => {
+    const printed = execFileSync(process.execPath, [
+      CLI, 'nginx', '--upstream', hosts.map((host) => `${host.address}:${PORT}`).join(','), '--ssl', '--fail-timeout', '2',
+      '--listen', `127.0.0.1:${port}`, '--server-name', 'localhost',
+      '--ssl-certificate', `${pki}/client.crt`, '--ssl-certificate-key', `${pki}/client.key`, '--ssl-trusted-certificate', `${pki}/ca.crt`,
+    ], { cwd: ROOT, encoding: 'utf8' });
+    if (!printed.includes('uwsgi_pass suwsgi://') || !/^server \{$/m.test(printed)) throw new Error(`unexpected nginx --upstream output:\n${printed}`);
+    return `${ACCESS_LOG_FORMAT}\n${printed.replace(/^server \{$/m, `server {\n    access_log ${log} hosts;`)}`;
   };
 }
 
-function site(hosts: readonly Host[], prefix: string): (port: number) => string {
-  const { upstream, location } = upstreamBlock(hosts);
-  return (port) => `${ACCESS_LOG_FORMAT}
-${upstream}
-server {
-    listen 127.0.0.1:${port};
-    access_log ${join(prefix, 'hosts.log')} hosts;
-    location / {
-        include ${join(ROOT, 'nginx/uwsgi_params')};
-        ${location}
-    }
-}`;
+/** The README's "Several hosts" certificate commands (its first sh block), run as written in `dir`. */
+function makeCertificates(dir: string): void {
+  const readme = readFileSync(`${ROOT}/README.md`, 'utf8');
+  const start = readme.indexOf('\n## Several hosts\n');
+  if (start === -1) throw new Error('README has no "## Several hosts" section');
+  const block = /```sh\n([\s\S]*?)```/.exec(readme.slice(start, readme.indexOf('\n## ', start + 5)))?.[1];
+  if (block === undefined) throw new Error('README "Several hosts" has no sh block');
+  execFileSync('bash', ['-euo', 'pipefail', '-c', block], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
 const why = canCreateNamespaces();
@@ -61,6 +54,7 @@ if (why !== undefined) console.warn(`hosts.test.ts skipped: ${why}`);
 describe.skipIf(why !== undefined)('three hosts behind one nginx upstream (network namespaces)', () => {
   let net: Hosts | undefined;
   let prefix = '';
+  let pki = '';
   let nginx: NginxProcess | undefined;
   const servers: Array<ServerProcess | undefined> = [];
   let load: MixedLoad | undefined;
@@ -73,7 +67,7 @@ describe.skipIf(why !== undefined)('three hosts behind one nginx upstream (netwo
         const server = await startServer({
           app: 'hosts-app.mjs',
           socket: `${host.address}:${PORT}`,
-          listenArgs: hostListenArgs(host),
+          listenArgs: hostListenArgs(host, pki),
           args: ['--workers', String(WORKERS)],
           env: { HOST_NAME: `h${i}` },
           wrapper: host.exec,
@@ -97,8 +91,11 @@ describe.skipIf(why !== undefined)('three hosts behind one nginx upstream (netwo
   beforeAll(async () => {
     net = createHosts(3);
     prefix = mkdtempSync(join(tmpdir(), 'nu-hosts-'));
+    pki = join(prefix, 'pki');
+    mkdirSync(pki);
+    makeCertificates(pki);
     await Promise.all([0, 1, 2].map(startHost));
-    nginx = await startNginx({ prefix, transport: 'tcp', upstream: '', site: site(net.hosts, prefix), workerConnections: 1024 });
+    nginx = await startNginx({ prefix, transport: 'tcp', upstream: '', site: site(net.hosts, pki, join(prefix, 'hosts.log')), workerConnections: 1024 });
     load = startMixedLoad(nginx.port);
   }, 60_000);
 
@@ -170,6 +167,21 @@ describe.skipIf(why !== undefined)('three hosts behind one nginx upstream (netwo
     expect(c.failures).toEqual([]);
     expect(Object.keys(c.byHost).sort()).toEqual(['h0', 'h1', 'h2']);
   }, 45_000);
+
+  it('refuses and logs a peer without a client certificate', async () => {
+    const host = net!.hosts[1]!;
+    // From nginx's side of the link (allowed), with the CA but no certificate of its own.
+    const outcome = await new Promise<string>((resolve) => {
+      const socket = tls.connect({ host: host.address, port: PORT, servername: 'node-uwsgi', ca: readFileSync(join(pki, 'ca.crt')) }, () => socket.write(Buffer.from([0, 0, 0, 0])));
+      let got = 0;
+      socket.on('data', (d: Buffer) => (got += d.length));
+      socket.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+      socket.on('close', () => resolve(`closed after ${got} bytes`));
+    });
+    expect(outcome).not.toMatch(/^closed after [1-9]/);
+    const line = await servers[1]!.waitForLog((l) => l.code === 'ERR_TLS_HANDSHAKE' && String(l.cause).includes('no client certificate'));
+    expect(line.peer).toBe(host.peer);
+  });
 
   it('refuses and logs a peer outside the allow-list', async () => {
     const host = net!.hosts[2]!;
