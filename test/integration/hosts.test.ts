@@ -5,6 +5,7 @@
 // hosts and counts what nginx's clients see: sent, failed, retried by nginx (a comma in $upstream_addr), per fault.
 // README "Deploys that lose nothing".
 import { execFileSync, spawnSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import tls from 'node:tls';
 import { tmpdir } from 'node:os';
@@ -20,9 +21,10 @@ import { CLI, ROOT, startNginx, startServer, type NginxProcess, type ServerProce
 const PORT = 3031;
 const WORKERS = 2;
 
-/** How node-uwsgi listens on a host: uwsgi over TLS, peers must show a certificate signed by the CA (nginx's). */
-function hostListenArgs(host: Host, pki: string): string[] {
-  return ['--ssl-socket', `${host.address}:${PORT},${pki}/app1.crt,${pki}/app1.key,${pki}/ca.crt`, '--allow-from', host.peer];
+/** How node-uwsgi listens on host `i`: uwsgi over TLS with the README's appN certificate, peers must show a
+ * certificate signed by the CA (nginx's). */
+function hostListenArgs(host: Host, i: number, pki: string): string[] {
+  return ['--ssl-socket', `${host.address}:${PORT},${pki}/app${i + 1}.crt,${pki}/app${i + 1}.key,${pki}/ca.crt`, '--allow-from', host.peer];
 }
 
 /** The site `node-uwsgi nginx --upstream ... --ssl` prints for the hosts (suwsgi://, nginx's client certificate,
@@ -39,14 +41,15 @@ function site(hosts: readonly Host[], pki: string, log: string): (port: number) 
   };
 }
 
-/** The README's "Several hosts" certificate commands (its first sh block), run as written in `dir`. */
-function makeCertificates(dir: string): void {
+/** The README's "Several hosts" sh block `n` (0: the certificates, 2: the renewal of app1), run as written in
+ * `dir`. */
+function readmeCommands(n: number, dir: string): void {
   const readme = readFileSync(`${ROOT}/README.md`, 'utf8');
   const start = readme.indexOf('\n## Several hosts\n');
   if (start === -1) throw new Error('README has no "## Several hosts" section');
-  const block = /```sh\n([\s\S]*?)```/.exec(readme.slice(start, readme.indexOf('\n## ', start + 5)))?.[1];
-  if (block === undefined) throw new Error('README "Several hosts" has no sh block');
-  execFileSync('bash', ['-euo', 'pipefail', '-c', block], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  const blocks = [...readme.slice(start, readme.indexOf('\n## ', start + 5)).matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!);
+  if (blocks[n] === undefined) throw new Error(`README "Several hosts" has no sh block ${n}`);
+  execFileSync('bash', ['-euo', 'pipefail', '-c', blocks[n]], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
 // Skipped only off CI (a laptop without root); in CI (test/helpers/ci.ts) a missing privilege fails the test.
@@ -69,7 +72,7 @@ describe.skipIf(why !== undefined && !REQUIRE_ALL)('three hosts behind one nginx
         const server = await startServer({
           app: 'hosts-app.mjs',
           socket: `${host.address}:${PORT}`,
-          listenArgs: hostListenArgs(host, pki),
+          listenArgs: hostListenArgs(host, i, pki),
           args: ['--workers', String(WORKERS)],
           env: { HOST_NAME: `h${i}` },
           wrapper: host.exec,
@@ -96,7 +99,7 @@ describe.skipIf(why !== undefined && !REQUIRE_ALL)('three hosts behind one nginx
     prefix = mkdtempSync(join(tmpdir(), 'nu-hosts-'));
     pki = join(prefix, 'pki');
     mkdirSync(pki);
-    makeCertificates(pki);
+    readmeCommands(0, pki);
     await Promise.all([0, 1, 2].map(startHost));
     nginx = await startNginx({ prefix, transport: 'tcp', upstream: '', site: site(net.hosts, pki, join(prefix, 'hosts.log')), workerConnections: 1024 });
     load = startMixedLoad(nginx.port);
@@ -169,6 +172,21 @@ describe.skipIf(why !== undefined && !REQUIRE_ALL)('three hosts behind one nginx
     expect(c.sent).toBeGreaterThan(100);
     expect(c.failures).toEqual([]);
     expect(Object.keys(c.byHost).sort()).toEqual(['h0', 'h1', 'h2']);
+  }, 45_000);
+
+  it('loses nothing when one host renews its certificate (the README\'s command, then SIGHUP) under load', async () => {
+    load!.phase('renew');
+    const serial = (): string => new X509Certificate(readFileSync(join(pki, 'app1.crt'))).serialNumber;
+    const before = serial();
+    readmeCommands(2, pki);
+    expect(serial()).not.toBe(before);
+    const from = servers[0]!.logs.length;
+    servers[0]!.child.kill('SIGHUP');
+    await servers[0]!.waitForLog((l) => l.msg === 'TLS certificates reloaded' && l.serial === serial(), 20_000);
+    await servers[0]!.waitForLog((l) => l.msg === 'reload complete' && servers[0]!.logs.indexOf(l) >= from, 30_000);
+    const c = await run('renew', 300);
+    expect(c.sent).toBeGreaterThan(50);
+    expect(c.failures).toEqual([]);
   }, 45_000);
 
   it('refuses and logs a peer without a client certificate', async () => {
