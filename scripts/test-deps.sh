@@ -4,7 +4,9 @@
 #   nginx-light, apache2   the real front servers of the integration tests (Apache with mod_proxy_uwsgi)
 #   systemd                systemd-socket-activate, systemd-analyze, systemd-notify (no running systemd needed)
 #   python3                the NOTIFY_SOCKET listener of the notify tests (Node has no AF_UNIX datagrams)
-#   iproute2               ss: the listen queue of --stats, --metrics and their tests
+#   iproute2               ss: the listen queue of --stats, --metrics and their tests; ip: the network namespaces
+#                          of the several-hosts test (test/integration/hosts.test.ts)
+#   openssl                the certificates the TLS tests make with the README's commands
 #   wrk, curl              the c=2000 listen-queue storm and the benchmarks; the README's first request
 #   gcc, libc6-dev         the native accept addon (scripts/build-native.js); libuv1-dev where Node brings no uv.h
 # Installs with apt-get, through sudo when not root; says what to do where neither works.
@@ -19,7 +21,8 @@ need() { missing="$missing $1"; }
 { [ -x /usr/sbin/apache2 ] && [ -f /usr/lib/apache2/modules/mod_proxy_uwsgi.so ]; } || need apache2
 { command -v systemd-socket-activate && command -v systemd-analyze && command -v systemd-notify; } >/dev/null 2>&1 || need systemd
 command -v python3 >/dev/null 2>&1 || need python3
-command -v ss >/dev/null 2>&1 || need iproute2
+{ command -v ss && command -v ip; } >/dev/null 2>&1 || need iproute2
+command -v openssl >/dev/null 2>&1 || need openssl
 command -v wrk >/dev/null 2>&1 || need wrk
 command -v curl >/dev/null 2>&1 || need curl
 command -v "${CC:-cc}" >/dev/null 2>&1 || need "gcc libc6-dev"

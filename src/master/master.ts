@@ -20,7 +20,7 @@ import { formatSocketAddress, type Options, type SocketAddress, type SslSocket }
 import { requireAllowList } from '../server/allow.js';
 import { UwsgiError, codeOf } from '../errors.js';
 import { effectiveBacklog, prepareAddress, setSocketMode } from '../server/listen.js';
-import { adoptSocket, bindSocket, chooseAccept, type NativeAddon } from '../server/native.js';
+import { adoptSocket, bindSocket, chooseAccept, loadNative, type NativeAddon } from '../server/native.js';
 import { expiryWarning, loadTlsMaterial, type TlsMaterial } from '../server/tls.js';
 import { WORKER_CONFIG_ENV, heartbeatInterval, isWorkerMessage, type MasterMessage, type ReadyInfo, type WorkerConfig } from './messages.js';
 import { Policy, type Action, type PolicyEvent } from './policy.js';
@@ -132,6 +132,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
           cwd: config.cwd,
           options: { ...options, socket: native.sockets, sslSocket: native.sslSockets },
           nativeFds: native.fds,
+          boundFds: native.boundFds,
           id: action.id,
           generation: action.generation,
           workers,
@@ -180,7 +181,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
       }
       case 'drain': {
         const worker = handles.get(action.id);
-        if (worker?.isConnected()) worker.send({ t: 'drain' } satisfies MasterMessage);
+        if (worker?.isConnected()) worker.send({ t: 'drain', stop: action.cause === 'stop' } satisfies MasterMessage);
         else worker?.process.kill('SIGTERM');
         break;
       }
@@ -321,8 +322,15 @@ export async function runMaster(config: MasterConfig): Promise<number> {
 /** The master's part of --accept: binds the uwsgi Unix and TCP sockets and checks the inherited ones (fd://N,
  * socket activation) for the native listeners, and says once which accept path runs. `sockets`: what the workers
  * listen on (a bound socket becomes its inherited fd); `fds`: the fds the workers serve natively. */
-function bindNative(options: Options, log: Logger): { sockets: SocketAddress[]; sslSockets: SslSocket[]; fds: number[]; unlink(): void; announce(): void } {
+function bindNative(
+  options: Options,
+  log: Logger,
+): { sockets: SocketAddress[]; sslSockets: SslSocket[]; fds: number[]; boundFds: number[]; unlink(): void; announce(): void } {
   const choice = chooseAccept(options.accept);
+  // On the JavaScript path too the master binds with the addon where it loads (not under NODE_UWSGI_SCHED=rr,
+  // whose master accepts): the master then holds the sockets, stops their handshakes at a stop (refuseNew) and
+  // lets go first, and each worker serves the queue before its close (server.ts), as on the native path.
+  const binder = choice.addon ?? (options.accept === 'js' && process.env.NODE_UWSGI_SCHED !== 'rr' ? loadNative().addon : undefined);
   const addon = choice.addon;
   const backlog = effectiveBacklog(options.backlog);
   const fds: number[] = [];
@@ -330,24 +338,25 @@ function bindNative(options: Options, log: Logger): { sockets: SocketAddress[]; 
   const bound: number[] = [];
   const paths: string[] = [];
   const sockets = options.socket.map((address): SocketAddress => {
-    if (addon === undefined) return address;
+    if (binder === undefined) return address;
     if (address.kind === 'fd') {
+      if (addon === undefined) return address;
       adoptSocket(addon, address.fd, backlog);
       fds.push(address.fd);
       return address;
     }
-    const fd = bindOwn(addon, address);
-    fds.push(fd);
+    const fd = bindOwn(binder, address);
+    if (addon !== undefined) fds.push(fd);
     return { kind: 'fd', fd };
   });
   // --ssl-socket: bound here like the plain sockets (the same lifetime, the same stop), but served in JavaScript
   // by every worker (TLS is not the addon's): their fds are not among `fds`.
   const sslSockets = options.sslSocket.map((ssl): SslSocket => {
-    if (addon === undefined || ssl.address.kind === 'fd') return ssl;
-    return { ...ssl, address: { kind: 'fd', fd: bindOwn(addon, ssl.address) } };
+    if (binder === undefined || ssl.address.kind === 'fd') return ssl;
+    return { ...ssl, address: { kind: 'fd', fd: bindOwn(binder, ssl.address) } };
   });
-  function bindOwn(addon: NativeAddon, address: Exclude<SocketAddress, { kind: 'fd' }>): number {
-    const fd = bindSocket(addon, address, backlog);
+  function bindOwn(with_: NativeAddon, address: Exclude<SocketAddress, { kind: 'fd' }>): number {
+    const fd = bindSocket(with_, address, backlog);
     bound.push(fd);
     if (address.kind === 'unix') {
       setSocketMode(address.path, options.chmodSocket);
@@ -365,9 +374,17 @@ function bindNative(options: Options, log: Logger): { sockets: SocketAddress[]; 
     sockets,
     sslSockets,
     fds: [...fds],
-    /** Stops listening (the master's copies of the fds it bound) and removes the socket files. */
+    boundFds: [...bound],
+    /** Stops listening (the master's copies of the fds it bound) and removes the socket files. A TCP socket first
+     * stops completing handshakes (the kernel offers no other way to stop new connections short of a close, which
+     * would reset the queue): the workers serve what is queued before the last close. An inherited fd is left as
+     * it is: its holder (systemd) keeps queueing for the next start. */
     unlink() {
-      for (const fd of bound.splice(0)) closeSync(fd);
+      for (const fd of bound.splice(0)) {
+        const refused = binder?.refuseNew?.(fd) ?? 0;
+        if (refused < 0 && refused !== -22) log.debug({ fd, errno: refused }, 'cannot filter new connections on a stopping socket');
+        closeSync(fd);
+      }
       for (const path of paths.splice(0)) {
         try {
           unlinkSync(path);

@@ -22,6 +22,9 @@ export interface WorkerConfig {
   maxRequests: number;
   /** Inherited fds (in options.socket as fd://N) of the Unix sockets the master bound for native accept. */
   nativeFds: number[];
+  /** The fds of the sockets the master bound (not inherited ones): a worker whose master is gone stops their
+   * handshakes before it closes them (refuseNew), as the master does at a stop. */
+  boundFds?: number[];
 }
 
 export interface ReadyInfo {
@@ -65,9 +68,11 @@ export interface WorkerStats {
   tlsHandshakeFailures?: number;
 }
 
-/** `tls`: the --ssl-socket material, in options.sslSocket's order: at a worker's 'tls-get', and to every worker
- * at each reload. Over IPC, never in the environment (which the app's child processes inherit). */
-export type MasterMessage = { t: 'drain' } | { t: 'reopen-log' } | { t: 'tls'; material: TlsMaterial[] };
+/** drain's `stop`: the master has let go of the sockets (a stop, not a reload or recycling): the worker serves
+ * what is queued before its close. `tls`: the --ssl-socket material, in options.sslSocket's order: at a worker's
+ * 'tls-get', and to every worker at each reload. Over IPC, never in the environment (which the app's child
+ * processes inherit). */
+export type MasterMessage = { t: 'drain'; stop?: boolean } | { t: 'reopen-log' } | { t: 'tls'; material: TlsMaterial[] };
 
 export function isWorkerMessage(value: unknown): value is WorkerMessage {
   return typeof value === 'object' && value !== null && typeof (value as { t?: unknown }).t === 'string';

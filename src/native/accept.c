@@ -25,6 +25,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
+#include <linux/filter.h>
 
 #define MAX_HEAD (4 + 65535)
 #define READ_SIZE (MAX_HEAD + 16384)
@@ -237,6 +238,7 @@ static void dispatch(listener_t *l, int fd, ssize_t got, const char *peer) {
 }
 
 static void on_listen_event(uv_poll_t *p, int status, int events);
+static int accept_one(int lfd, char peer[INET6_ADDRSTRLEN]);
 
 /** Puts the listening socket in (on) or out of the loop's epoll set: EPOLLEXCLUSIVE entries take no
  * EPOLL_CTL_MOD, so a pause removes it. Returns 0 or -errno. */
@@ -265,21 +267,13 @@ static void on_listen_event(uv_poll_t *p, int status, int events) {
     return;
   }
   for (int i = 0; i < ACCEPT_BATCH && !l->closing; i++) {
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    char peer[INET6_ADDRSTRLEN];
+    int fd = accept_one(l->fd, peer);
     if (fd >= 0) {
-      char peer[INET6_ADDRSTRLEN] = "";
-      if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (ss.ss_family == AF_INET) inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, peer, sizeof peer);
-        else inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, peer, sizeof peer);
-      }
       serve(l, fd, peer);
       continue;
     }
-    int err = errno;
+    int err = -fd;
     if (err == EAGAIN || err == EINTR || err == ECONNABORTED) return;
     if ((err == EMFILE || err == ENFILE) && reserve_fd >= 0) {
       // libuv's uv__emfile_trick: with the reserve descriptor freed, the queued connections are accepted and
@@ -300,6 +294,23 @@ static void on_listen_event(uv_poll_t *p, int status, int events) {
     napi_close_handle_scope(l->env, scope);
     return;
   }
+}
+
+/** One accept4 on a listening socket for a connection to serve: the fd (non-blocking, TCP_NODELAY for TCP) and
+ * the TCP peer's address in `peer` ("" for Unix sockets), or -errno. */
+static int accept_one(int lfd, char peer[INET6_ADDRSTRLEN]) {
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (fd < 0) return -errno;
+  peer[0] = 0;
+  if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (ss.ss_family == AF_INET) inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, peer, INET6_ADDRSTRLEN);
+    else inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, peer, INET6_ADDRSTRLEN);
+  }
+  return fd;
 }
 
 static int get_fd(napi_env env, napi_value v) {
@@ -364,21 +375,38 @@ static napi_value Listen(napi_env env, napi_callback_info info) {
   return ext;
 }
 
-/** stop(listener): stops accepting and closes the listening fd (this process's copy). The listener's callbacks
+/** stop(listener, serveQueue): stops accepting and closes the listening fd (this process's copy); with
+ * serveQueue, first accepts and serves what is queued (this close may be the socket's last). The listener's callbacks
  * stay: the requests it started still hear of their peers' hang-ups while they finish (a draining worker); its
  * few bytes are not freed (a worker stops its listeners once, on its way out). */
 static napi_value Stop(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value a[1];
+  size_t argc = 2;
+  napi_value a[2];
   listener_t *l = NULL;
+  bool serve_queue = false;
   napi_get_cb_info(env, info, &argc, a, NULL, NULL);
   if (argc < 1 || napi_get_value_external(env, a[0], (void **)&l) != napi_ok || l == NULL || l->closing) return undefined_value(env);
+  if (argc >= 2) napi_get_value_bool(env, a[1], &serve_queue);
   l->closing = 1;
   uv_timer_stop(&l->retry);
   // Out of the loop's epoll set before the key goes: a stopped listener takes no wake-up from the others, and no
   // event may name a key whose fd number is reused.
   arm(l, 0);
   uv_poll_stop(&l->poll);
+  // What is queued is served before the close (README "Deploys that lose nothing"): closing the last fd of a
+  // listening socket resets every connection still in its queue, and nginx has written its request on them (a
+  // POST it cannot retry). At a stop this process's close is the last one once the other workers have stopped,
+  // so it accepts until the queue is empty, then closes in the same breath; with the master's SYN filter in place
+  // (refuseNew) nothing new joins the queue meanwhile. Measured: bench/stop-loss.js. Not when the master keeps
+  // the socket (a reload, recycling): the queue waits for the other workers, and a worker recycled for its memory
+  // takes no more requests.
+  while (serve_queue) {
+    char peer[INET6_ADDRSTRLEN];
+    int fd = accept_one(l->fd, peer);
+    if (fd == -EINTR || fd == -ECONNABORTED) continue;
+    if (fd < 0) break; // EAGAIN: empty; EMFILE and the like: the rest is lost as before
+    serve(l, fd, peer);
+  }
   // Connections still waiting for their first bytes go to JavaScript now, as the sweep would hand them over: they
   // are requests nginx has sent or is sending (closing them was a 502 at every graceful reload that caught one).
   for (int fd = 0; fd < nconns && l->waiting > 0; fd++) {
@@ -549,10 +577,64 @@ static napi_value BindTcp(napi_env env, napi_callback_info info) {
   return int_value(env, fd);
 }
 
+/** refuseNew(fd): a TCP listening socket completes no new handshake: a socket filter drops incoming SYNs (the ACKs
+ * of handshakes under way and everything else pass). The kernel can stop a TCP port from queueing connections
+ * only by closing it, which resets the queue; with the filter, a peer's connect gets no answer, its SYN
+ * retransmitted a second later meets a closed port (refused) or a new server, and nginx moves on to the next
+ * upstream with nothing sent, while the queue is served. The filter belongs to the socket, not to this fd: every
+ * process holding it sees it. Returns 0, or -errno (a Unix socket: -EINVAL; nothing to do there, unlink does it). */
+static napi_value RefuseNew(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value a[1];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  int fd = argc == 1 ? get_fd(env, a[0]) : -1;
+  if (fd < 0) { napi_throw_type_error(env, NULL, "refuseNew(fd)"); return NULL; }
+  int domain = 0;
+  socklen_t len = sizeof domain;
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0) return int_value(env, -errno);
+  if (domain != AF_INET && domain != AF_INET6) return int_value(env, -EINVAL);
+  // A socket filter on TCP runs with the packet at the TCP header (tcp_v4_rcv / tcp_v6_rcv, tcp_filter): byte 13
+  // holds the flags. Drop SYN without ACK; keep the rest.
+  static struct sock_filter code[] = {
+    BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 13),
+    BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x12),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x02, 0, 1),
+    BPF_STMT(BPF_RET | BPF_K, 0),
+    BPF_STMT(BPF_RET | BPF_K, 0xffffffff),
+  };
+  struct sock_fprog prog = {.len = sizeof code / sizeof code[0], .filter = code};
+  if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0) return int_value(env, -errno);
+  return int_value(env, 0);
+}
+
+/** acceptAll(fd): accepts until the queue of listening socket `fd` is empty; returns the connections' fds
+ * (non-blocking), for the JavaScript path to serve right before it closes the listener (as Stop does in C). */
+static napi_value AcceptAll(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value a[1];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  int lfd = argc == 1 ? get_fd(env, a[0]) : -1;
+  if (lfd < 0) { napi_throw_type_error(env, NULL, "acceptAll(fd)"); return NULL; }
+  // Non-blocking whoever listens (libuv makes its fds so, but a blocking one would hang here on an empty queue).
+  int flags = fcntl(lfd, F_GETFL);
+  if (flags < 0 || fcntl(lfd, F_SETFL, flags | O_NONBLOCK) < 0) { throw_errno(env, "acceptAll", errno); return NULL; }
+  napi_value list;
+  napi_create_array(env, &list);
+  uint32_t n = 0;
+  for (;;) {
+    char peer[INET6_ADDRSTRLEN];
+    int fd = accept_one(lfd, peer);
+    if (fd == -EINTR || fd == -ECONNABORTED) continue;
+    if (fd < 0) break;
+    napi_set_element(env, list, n++, int_value(env, fd));
+  }
+  return list;
+}
+
 NAPI_MODULE_INIT() {
   static const struct { const char *name; napi_callback cb; } fns[] = {
     {"listen", Listen}, {"stop", Stop}, {"respond", Respond}, {"release", Release}, {"close", Close}, {"bindUnix", BindUnix}, {"bindTcp", BindTcp},
-    {"adoptFd", AdoptFd},
+    {"adoptFd", AdoptFd}, {"refuseNew", RefuseNew}, {"acceptAll", AcceptAll},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value fn;

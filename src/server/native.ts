@@ -30,7 +30,8 @@ export interface NativeAddon {
     onAbort: (fd: number) => void,
     onError: (errno: number) => void,
   ): object;
-  stop(listener: object): void;
+  /** `serveQueue`: accept and serve what is queued first (absent: false). */
+  stop(listener: object, serveQueue?: boolean): void;
   respond(fd: number, bytes: Buffer): number;
   release(fd: number): void;
   close(fd: number): void;
@@ -38,6 +39,11 @@ export interface NativeAddon {
   bindTcp(host: string, port: number, backlog: number): number;
   /** An inherited listening socket made non-blocking, its queue set to `backlog`; throws if it is not one. */
   adoptFd(fd: number, backlog: number): 'unix' | 'tcp';
+  /** A TCP listening socket stops completing handshakes (a filter drops SYNs): 0, or -errno (-EINVAL on a Unix
+   * socket). Absent from an addon built before it. */
+  refuseNew?(fd: number): number;
+  /** Accepts until the queue is empty; the connections' fds. Absent from an addon built before it. */
+  acceptAll?(fd: number): number[];
 }
 
 export type NativeLoad = { addon: NativeAddon; file: string; reason?: undefined } | { addon?: undefined; file?: undefined; reason: string };
@@ -152,9 +158,10 @@ export class NativeListener {
     );
   }
 
-  /** Stops accepting; resolves when the requests it runs are done (handed-over ones are tracked by the server). */
-  close(): Promise<void> {
-    this.addon.stop(this.handle);
+  /** Stops accepting (`serveQueue`: after serving what is queued: the socket may close with this listener);
+   * resolves when the requests it runs are done (handed-over ones are tracked by the server). */
+  close(serveQueue = false): Promise<void> {
+    this.addon.stop(this.handle, serveQueue);
     if (this.running === 0) return RESOLVED;
     return new Promise((resolve) => (this.idle = resolve));
   }

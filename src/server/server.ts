@@ -46,6 +46,9 @@ export interface ServerConfig {
    * shared) and the inherited fds in `nativeFds` (the master bound them); everything else listens in JavaScript. */
   readonly native?: NativeAddon | undefined;
   readonly nativeFds?: readonly number[];
+  /** The addon's acceptAll, for a JavaScript listener on an inherited fd (the master bound it): at close, what is
+   * queued is accepted and served right before the fd closes, so that the last close resets nothing. */
+  readonly acceptAll?: ((fd: number) => number[]) | undefined;
 }
 
 /** The 'error' listener for a listening server: accept failures, not the app's. */
@@ -62,8 +65,9 @@ export interface UwsgiServer {
   updateTls(index: number, material: TlsMaterial): void;
   /** TLS handshakes that failed, over every TLS socket. */
   readonly tlsFailures: number;
-  /** Stops accepting, waits for in-flight connections to finish, removes Unix socket files. */
-  close(): Promise<void>;
+  /** Stops accepting, waits for in-flight connections to finish, removes Unix socket files. `serveQueue`: the
+   * master no longer holds the sockets (a stop): what is queued is served first, as this close may be the last. */
+  close(serveQueue?: boolean): Promise<void>;
   /** Number of connections being served. */
   readonly connections: number;
   readonly servers: readonly net.Server[];
@@ -71,6 +75,8 @@ export interface UwsgiServer {
 
 export function createServer(config: ServerConfig): UwsgiServer {
   const servers: net.Server[] = [];
+  /** JavaScript listeners on inherited fds, and their fds. */
+  const listenFds = new Map<net.Server, number>();
   const natives: NativeListener[] = [];
   const fronts: TlsFront[] = [];
   const unixPaths: string[] = [];
@@ -129,6 +135,7 @@ export function createServer(config: ServerConfig): UwsgiServer {
           servers.push(server);
           await listenOn(server, address, config.chmodSocket, config.shared, config.backlog);
           server.on('error', onAcceptError);
+          if (address.kind === 'fd') listenFds.set(server, address.fd);
           if (address.kind === 'unix' && !config.shared) unixPaths.push(address.path);
           config.log[config.shared ? 'debug' : 'info']({ address: label, tls: true, serial: material.serial }, 'listening');
         }
@@ -150,6 +157,7 @@ export function createServer(config: ServerConfig): UwsgiServer {
           servers.push(server);
           await listenOn(server, address, config.chmodSocket, config.shared, config.backlog);
           server.on('error', onAcceptError);
+          if (address.kind === 'fd') listenFds.set(server, address.fd);
           if (address.kind === 'unix' && !config.shared) unixPaths.push(address.path);
           config.log[config.shared ? 'debug' : 'info']({ address: formatSocketAddress(address) }, 'listening');
         }
@@ -158,10 +166,20 @@ export function createServer(config: ServerConfig): UwsgiServer {
         throw err;
       }
     },
-    async close() {
-      const nativeDone = natives.splice(0).map((listener) => listener.close());
+    async close(serveQueue = false) {
+      const nativeDone = natives.splice(0).map((listener) => listener.close(serveQueue));
       await Promise.all(
-        servers.map((server) => new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()))),
+        servers.map((server) => {
+          if (!server.listening) return undefined;
+          const fd = listenFds.get(server);
+          // The queue, served right before the close (libuv closes the fd at once, in server.close()): the same
+          // step as the native Stop (accept.c). Without the addon the last close resets what is queued.
+          if (serveQueue && fd !== undefined && config.acceptAll !== undefined) {
+            // Through 'connection', as if the server had accepted them: the plain handler, or the TLS front's.
+            for (const conn of config.acceptAll(fd)) server.emit('connection', new net.Socket({ fd: conn, readable: true, writable: true }));
+          }
+          return new Promise<void>((resolve) => server.close(() => resolve()));
+        }),
       );
       for (const path of unixPaths) {
         try {

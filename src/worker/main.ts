@@ -14,6 +14,7 @@ import { createServer, type UwsgiServer } from '../server/server.js';
 import type { TlsMaterial } from '../server/tls.js';
 import { loadNative, type NativeAddon } from '../server/native.js';
 import type { Logger } from 'pino';
+import type { SocketAddress } from '../options.js';
 import { createHttpListener, type HttpListener } from '../server/http.js';
 import { InflightTable } from './inflight.js';
 import { installListenGuard } from './listen-guard.js';
@@ -36,6 +37,13 @@ function nativeOrWarn(log: Logger): NativeAddon | undefined {
   const load = loadNative();
   if (load.addon === undefined) log.warn({ reason: load.reason }, 'accept: js');
   return load.addon;
+}
+
+/** The addon's acceptAll where a uwsgi socket is an inherited fd served in JavaScript (server.ts close). */
+function acceptAllOf(sockets: readonly SocketAddress[]): ((fd: number) => number[]) | undefined {
+  if (!sockets.some((address) => address.kind === 'fd')) return undefined;
+  const addon = loadNative().addon;
+  return addon?.acceptAll === undefined ? undefined : (fd) => addon.acceptAll!(fd);
 }
 
 async function main(): Promise<void> {
@@ -137,6 +145,7 @@ async function main(): Promise<void> {
       // not load (it should: the same file) listens on the inherited fds in JavaScript.
       native: config.nativeFds.length > 0 ? nativeOrWarn(log) : undefined,
       nativeFds: config.nativeFds,
+      acceptAll: acceptAllOf([...options.socket, ...options.sslSocket.map((ssl) => ssl.address)]),
       limits: { maxVarsSize: options.maxVarsSize, maxVars: options.maxVars, maxBodySize: options.maxBodySize },
     });
     await server.listen(options.socket);
@@ -179,12 +188,13 @@ async function main(): Promise<void> {
   const stopRssWatch = rssWatch ? watchRss(rssWatch, () => void beat()) : undefined;
 
   let draining = false;
-  const drain = (why: string): void => {
+  /** `serveQueue`: nobody else will accept on the sockets (a stop, the master gone): what is queued is served. */
+  const drain = (why: string, serveQueue: boolean): void => {
     if (draining) return;
     draining = true;
     stopRssWatch?.();
     log.debug({ why }, 'worker draining: no new connections, finishing in-flight requests');
-    void Promise.all([server.close(), httpListener?.close()]).then(async () => {
+    void Promise.all([server.close(serveQueue), httpListener?.close()]).then(async () => {
       clearInterval(heartbeat);
       // The last counters, so that --stats and --metrics lose nothing of a worker that is replaced.
       await beat();
@@ -194,10 +204,10 @@ async function main(): Promise<void> {
     });
   };
   process.on('message', (message: MasterMessage) => {
-    if (message?.t === 'drain') drain('master');
+    if (message?.t === 'drain') drain('master', message.stop === true);
     else if (message?.t === 'reopen-log') reopenLog();
   });
-  process.on('SIGTERM', () => drain('SIGTERM'));
+  process.on('SIGTERM', () => drain('SIGTERM', true));
   // The master is gone (SIGKILL, the OOM killer): nothing will route or watch this worker any more. node:cluster
   // would exit it at once, cutting its requests in flight (502 through nginx): its own 'disconnect' listener,
   // added before any of ours, calls process.exit unless worker.exitedAfterDisconnect is set
@@ -208,7 +218,11 @@ async function main(): Promise<void> {
   if (cluster.worker) cluster.worker.exitedAfterDisconnect = true;
   process.once('disconnect', () => {
     log.warn({ inflight: table.busy, gracefulTimeoutMs: options.gracefulTimeout * 1000 }, 'the master is gone: finishing the requests in flight, then exiting');
-    drain('master gone');
+    // Every worker of this master stops now: no new handshakes on the sockets it bound (what its stop would have
+    // done), so that the last worker's close finds the queue empty (README "Deploys that lose nothing").
+    const addon = config.boundFds?.length ? loadNative().addon : undefined;
+    for (const fd of config.boundFds ?? []) addon?.refuseNew?.(fd);
+    drain('master gone', true);
     setTimeout(() => {
       log.warn({ inflight: table.busy, gracefulTimeoutMs: options.gracefulTimeout * 1000 }, 'the master is gone and --graceful-timeout has passed: exiting');
       process.exit(1);

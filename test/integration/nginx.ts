@@ -147,6 +147,9 @@ export interface ServerOptions {
   app: string;
   /** `unix:/path` or `host:port`. */
   socket: string;
+  /** The listening arguments in place of `--socket <socket>` (e.g. `--ssl-socket ...`); `socket` then only names
+   * the server in messages. */
+  listenArgs?: string[];
   args?: string[];
   /** Added to this process's environment (the workers inherit it). */
   env?: Record<string, string>;
@@ -156,6 +159,8 @@ export interface ServerOptions {
   cli?: string;
   /** The server's working directory (the checkout by default). */
   cwd?: string;
+  /** Descriptors the server inherits as fds 3, 4...: sockets for socket activation (LISTEN_FDS). */
+  fds?: number[];
 }
 
 export interface LaunchedServer extends Omit<ServerProcess, 'readyBy'> {
@@ -193,10 +198,10 @@ export function readLogLines(stream: Readable, onLine: (line: LogLine) => void):
 export function launchServer(opts: ServerOptions): LaunchedServer {
   requireCli();
   const app = opts.app.startsWith('/') ? opts.app : join(APPS, opts.app);
-  const argv = [opts.cli ?? CLI, app, '--socket', opts.socket, ...(opts.args ?? [])];
+  const argv = [opts.cli ?? CLI, app, ...(opts.listenArgs ?? ['--socket', opts.socket]), ...(opts.args ?? [])];
   const env = opts.env ? { ...process.env, ...opts.env } : process.env;
   const [command, ...args] = [...(opts.wrapper ?? []), process.execPath, ...argv];
-  const child = spawn(command!, args, { cwd: opts.cwd ?? ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(command!, args, { cwd: opts.cwd ?? ROOT, env, stdio: ['ignore', 'pipe', 'pipe', ...(opts.fds ?? [])] });
   const logs: LogLine[] = [];
   const waiters = new Set<{ match: (line: LogLine) => boolean; resolve: (line: LogLine) => void }>();
   let stderr = '';
@@ -334,6 +339,9 @@ export interface NginxOptions {
   transport: Transport;
   /** The backend: a Unix socket path (unix) or host:port (tcp). */
   upstream: string;
+  /** A site of the test's own instead of the shipped file (an upstream of several hosts): the http-context
+   * text for nginx listening on 127.0.0.1:`port`. */
+  site?: (port: number) => string;
   /** nginx's worker_connections (512 unless given): a load of c clients needs 2c (client and upstream). */
   workerConnections?: number;
 }
@@ -401,7 +409,7 @@ export async function startNginx(opts: NginxOptions): Promise<NginxProcess> {
 
 async function startNginxOn(opts: NginxOptions, port: number): Promise<NginxProcess> {
   const { prefix } = opts;
-  const config = nginxConfig(prefix, siteConfig(opts.transport, port, opts.upstream), opts.workerConnections);
+  const config = nginxConfig(prefix, opts.site?.(port) ?? siteConfig(opts.transport, port, opts.upstream), opts.workerConnections);
   const confPath = join(prefix, 'nginx.conf');
   const errorPath = join(prefix, 'error.log');
   const pidPath = join(prefix, 'nginx.pid');
