@@ -348,8 +348,9 @@ function upstreamDirectives(site: string, upstream: UpstreamOptions): string {
   const indent = match[1]!;
   const lines = [
     '# A request whose connect fails or times out goes to the next host: for idempotent methods only (nginx\'s',
-    '# default; a POST is never sent twice, so do not add non_idempotent). A stopped host refuses at once; one',
-    '# that is gone times out after uwsgi_connect_timeout.',
+    '# default; a POST is never sent twice, so do not add non_idempotent). A stopping host drops new connects',
+    '# (its queue is served, nothing joins it), a gone one does not answer: either times out after',
+    '# uwsgi_connect_timeout and goes to the next host; a stopped one refuses at once.',
     'uwsgi_next_upstream error timeout;',
     'uwsgi_connect_timeout 1s;',
   ];

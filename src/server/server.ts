@@ -130,7 +130,11 @@ export function createServer(config: ServerConfig): UwsgiServer {
           fronts.push(front);
           // --allow-from on the plain connection, before any handshake.
           const server = net.createServer({ noDelay: true }, (socket) => {
-            if (admitPeer(allowList, socket, config.log)) front.accept(socket);
+            if (!admitPeer(allowList, socket, config.log)) return;
+            // In flight from the accept, not from the end of the handshake: a stop or reload waits for a
+            // connection still shaking hands (a queue served at a stop is all such) instead of resetting it.
+            track(new Promise<void>((resolve) => socket.once('close', () => resolve())));
+            front.accept(socket);
           });
           servers.push(server);
           await listenOn(server, address, config.chmodSocket, config.shared, config.backlog);

@@ -1,8 +1,10 @@
 // A stop that resets nothing (README "Deploys that lose nothing"): the addon's refuseNew (no new TCP handshakes)
 // and acceptAll, and a server's close(serveQueue) on both accept paths, with connections really queued in the
 // kernel: a child process connects and sends its requests while this process's event loop is blocked.
-import { spawn, spawnSync } from 'node:child_process';
-import { closeSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import type { ExchangeHandler } from '../../src/exchange.js';
@@ -10,6 +12,7 @@ import { DEFAULT_LIMITS } from '../../src/protocol/decoder.js';
 import { encodeRequest } from '../../src/protocol/encoder.js';
 import { loadNative } from '../../src/server/native.js';
 import { createServer } from '../../src/server/server.js';
+import { loadTlsMaterial } from '../../src/server/tls.js';
 import { useCleanups } from '../helpers/cleanup.js';
 import { memoryLogger, nginxVars } from '../helpers/serve.js';
 
@@ -35,18 +38,19 @@ function freePort(): Promise<number> {
 
 /** A child process opens `count` connections to 127.0.0.1:`port`, each sending one request; resolves with what
  * each got: the status line's code, or the error (ECONNRESET: reset in the queue). */
-function queuedClients(port: number, count: number): { connected: Promise<void>; results: Promise<string[]> } {
+function queuedClients(port: number, count: number, tls = false): { connected: Promise<void>; results: Promise<string[]>; marker: string } {
+  const marker = join(mkdtempSync(join(tmpdir(), 'stop-queue-')), 'connected');
   const script = `const net = require('node:net');
 const request = Buffer.from(process.env.REQUEST, 'hex');
 const results = []; let connected = 0;
 for (let i = 0; i < ${count}; i++) {
   const chunks = [];
-  const s = net.connect({ host: '127.0.0.1', port: ${port} }, () => { s.write(request); if (++connected === ${count}) console.log('connected'); });
+  const s = ${tls ? `require('node:tls').connect({ host: '127.0.0.1', port: ${port}, rejectUnauthorized: false }` : `net.connect({ host: '127.0.0.1', port: ${port} }`}, () => { s.write(request); if (++connected === ${count}) { require('node:fs').writeFileSync(process.env.MARKER, ''); console.log('connected'); } });
   s.on('data', (c) => chunks.push(c));
   s.on('error', (e) => (s.failed = e.code));
   s.on('close', () => { results.push(s.failed ?? (Buffer.concat(chunks).toString('latin1').split(' ')[1] || 'closed')); if (results.length === ${count}) console.log(JSON.stringify(results)); });
 }`;
-  const child = spawn(process.execPath, ['-e', script], { env: { ...process.env, REQUEST: encodeRequest(nginxVars()).toString('hex') }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['-e', script], { env: { ...process.env, MARKER: marker, REQUEST: encodeRequest(nginxVars()).toString('hex') }, stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   let onConnected: () => void = () => {};
   const connected = new Promise<void>((resolve) => (onConnected = resolve));
@@ -57,13 +61,15 @@ for (let i = 0; i < ${count}; i++) {
     });
     child.on('exit', () => resolve(JSON.parse(out.trim().split('\n').pop()!) as string[]));
   });
-  return { connected, results };
+  return { connected, results, marker };
 }
 
 /** Blocks this event loop until the child says all its connections are made (they queue in the kernel meanwhile). */
-function blockUntilQueued(clients: { connected: Promise<void> }): Promise<void> {
-  // A synchronous wait: nothing in this process accepts during it. The child connects in well under a second.
-  spawnSync('sleep', ['1']);
+function blockUntilQueued(clients: { connected: Promise<void>; marker: string }): Promise<void> {
+  // A synchronous wait: nothing in this process accepts during it. The child writes the marker once all its
+  // connections are made (up to 10 s on a loaded machine).
+  const until = Date.now() + 10_000;
+  while (!existsSync(clients.marker) && Date.now() < until) spawnSync('sleep', ['0.05']);
   return clients.connected;
 }
 
@@ -102,6 +108,34 @@ describe.each(['native', 'js'] as const)('close(serveQueue) on the %s accept pat
     await connected;
     await closed;
     expect(await clients.results).toEqual(Array(QUEUED).fill('ECONNRESET'));
+  });
+});
+
+describe('close(serveQueue) on a --ssl-socket', () => {
+  it('serves TLS connections queued before its close, handshakes included (in flight from the accept on)', async () => {
+    const dir = tempDir();
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=localhost', '-keyout', 'key.pem', '-out', 'cert.pem'], { cwd: dir, stdio: 'ignore' });
+    const port = await freePort();
+    const fd = addon!.bindTcp('127.0.0.1', port, 64);
+    const address = { kind: 'fd', fd } as const;
+    const material = loadTlsMaterial({ address, cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem') });
+    const server = createServer({
+      handler: hello,
+      log: memoryLogger().log,
+      limits: DEFAULT_LIMITS,
+      shared: true,
+      acceptAll: (listening: number) => addon!.acceptAll!(listening),
+    });
+    await server.listenTls([{ address, material, mutual: false }]);
+    defer(() => server.close());
+    const clients = queuedClients(port, QUEUED, true);
+    const connected = blockUntilQueued(clients);
+    const closed = server.close(true);
+    await connected;
+    await closed;
+    // What a worker does next is exit: nothing may still be shaking hands.
+    expect(server.connections).toBe(0);
+    expect(await clients.results).toEqual(Array(QUEUED).fill('200'));
   });
 });
 
