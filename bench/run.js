@@ -63,7 +63,7 @@ function nodeUwsgi(key, label, app, args, more = {}) {
     key,
     label,
     upstream: 'uwsgi',
-    argv: (sock) => [...(more.nodeFlags ?? []), 'dist/cli.js', app, '--socket', `unix:${sock}`, '--log-level', 'warn', ...args, ...EXTRA_ARGS],
+    argv: (sock) => ['dist/cli.js', app, '--socket', `unix:${sock}`, '--log-level', 'warn', ...args, ...EXTRA_ARGS],
     ...more,
   };
 }
@@ -90,8 +90,6 @@ export const TARGETS = [
   { key: 'minimal', label: 'minimal (node:net)', upstream: 'uwsgi', argv: (sock) => ['bench/minimal-responder.js', sock] },
   nodeUwsgi('wsgi', 'node-uwsgi wsgi', 'examples/hello-wsgi.js', []),
   nodeUwsgi('node', 'node-uwsgi node', 'examples/hello-node.js', []),
-  nodeUwsgi('node-nps', 'node, --no-parallel-scavenge', 'examples/hello-node.js', [], { extra: true, nodeFlags: ['--no-parallel-scavenge'] }),
-  nodeUwsgi('wsgi-nps', 'wsgi, --no-parallel-scavenge', 'examples/hello-wsgi.js', [], { extra: true, nodeFlags: ['--no-parallel-scavenge'] }),
   nodeUwsgi('fetch', 'node-uwsgi fetch', 'examples/hello-fetch.js', []),
   nodeUwsgi('fetch-response', 'fetch, its Response', 'examples/hello-fetch-response.js', [], { extra: true }),
   nodeUwsgi('fetch-real', 'fetch --real-request', 'examples/hello-fetch.js', ['--real-request'], { extra: true }),
