@@ -18,7 +18,7 @@ import { buildAllowList } from '../../src/server/allow.js';
 import { DEFAULT_LIMITS } from '../../src/protocol/decoder.js';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { APPS, CLI, startServer } from '../integration/nginx.js';
+import { APPS, CLI, freePort, startServer } from './nginx.js';
 
 const native = chooseAccept('native').addon!;
 let server: TestServer | undefined;
@@ -36,15 +36,6 @@ const hello: ExchangeHandler = async (ex) => {
   ex.response.write(`hello ${ex.vars[ex.vars.indexOf('REQUEST_URI') + 1]}`);
   ex.response.end();
 };
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const probe = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 function tcpRequest(host: string, port: number): Promise<Buffer> {
   return new Promise((resolve) => {

@@ -14,6 +14,7 @@ import { loadNative } from '../../src/server/native.js';
 import { createServer } from '../../src/server/server.js';
 import { loadTlsMaterial } from '../../src/server/tls.js';
 import { useCleanups } from '../helpers/cleanup.js';
+import { freePort } from './nginx.js';
 import { memoryLogger, nginxVars } from '../helpers/serve.js';
 
 const addon = loadNative().addon;
@@ -26,15 +27,6 @@ const hello: ExchangeHandler = async (ex) => {
   ex.response.write('hello');
   ex.response.end();
 };
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const probe = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 /** A child process opens `count` connections to 127.0.0.1:`port`, each sending one request; resolves with what
  * each got: the status line's code, or the error (ECONNRESET: reset in the queue). */
