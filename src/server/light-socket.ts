@@ -117,6 +117,11 @@ export class LightSocket extends EventEmitter {
       if (typeof callback === 'function') process.nextTick(callback, new Error('write after the connection ended'));
       return false;
     }
+    // ServerResponse.end() writes '' with its finish callback after the head and body: nothing to collect.
+    if (data.length === 0) {
+      if (typeof callback === 'function') process.nextTick(callback, null);
+      return true;
+    }
     const chunk = typeof data === 'string' ? Buffer.from(data, encoding ?? 'utf8') : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     this.bytesWritten += chunk.length;
     if (this.timer !== undefined) this.timer.refresh();
