@@ -99,9 +99,14 @@ function incomingMessage(exchange: Exchange, socket: Socket): UwsgiIncomingMessa
   req.method = line.method;
   req.url = line.target;
   req.httpVersion = line.httpVersion;
-  const dot = line.httpVersion.indexOf('.');
-  req.httpVersionMajor = Number(line.httpVersion.slice(0, dot === -1 ? undefined : dot)) || 1;
-  req.httpVersionMinor = dot === -1 ? 0 : Number(line.httpVersion.slice(dot + 1)) || 0;
+  if (line.httpVersion === '1.1') {
+    req.httpVersionMajor = 1;
+    req.httpVersionMinor = 1;
+  } else {
+    const dot = line.httpVersion.indexOf('.');
+    req.httpVersionMajor = Number(line.httpVersion.slice(0, dot === -1 ? undefined : dot)) || 1;
+    req.httpVersionMinor = dot === -1 ? 0 : Number(line.httpVersion.slice(dot + 1)) || 0;
+  }
   // What Node's own parser calls: req.headers and req.headersDistinct are then built lazily from rawHeaders,
   // with Node's rules for repeated names (cookie joined with '; ', set-cookie kept as an array...).
   (req as unknown as AddHeaderLines)._addHeaderLines(line.headers, line.headers.length);
