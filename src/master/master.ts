@@ -25,7 +25,7 @@ import { expiryWarning, loadTlsMaterial, type TlsMaterial } from '../server/tls.
 import { WORKER_CONFIG_ENV, heartbeatInterval, isWorkerMessage, type MasterMessage, type ReadyInfo, type WorkerConfig } from './messages.js';
 import { Policy, type Action, type PolicyEvent } from './policy.js';
 import { MAX_DIRECTORIES, watchRoot, watchTree, type TreeWatcher } from './watch.js';
-import { StatsCollector, restartCause } from '../ops/stats.js';
+import { StatsCollector, restartCause } from '../ops/collector.js';
 import { CHECK_MS, ListenQueues } from '../ops/listen-queue.js';
 import { startOpsListeners } from '../ops/metrics.js';
 import { requireAllowListForFds, workerStdio } from '../ops/activation.js';
@@ -106,7 +106,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
   // --stats and --metrics: listening before the first worker starts, so that /health says 503 until one is ready.
   // The listen queues, for --stats, --metrics and the "listen queue full" warning (ERR_LISTEN_QUEUE_FULL).
   const queues = new ListenQueues({ sockets: [...options.socket, ...sslAddresses], http: options.http, backlog: options.backlog, cwd: config.cwd, log });
-  const stats = new StatsCollector({ state: (id) => policy.workers.get(id)?.state, sockets: [...options.socket, ...sslAddresses], queues, cwd: config.cwd });
+  const stats = new StatsCollector({ state: (id) => policy.workers.get(id)?.state, ready: () => policy.readyWorkers(), sockets: [...options.socket, ...sslAddresses], queues, cwd: config.cwd });
   const opsListeners = await startOpsListeners({ stats: options.stats, metrics: options.metrics }, stats, log);
   // Started once nothing can fail any more before the exit path that clears it.
   const queueCheck = setInterval(() => void queues.fresh(CHECK_MS / 2), CHECK_MS);
@@ -116,7 +116,10 @@ export async function runMaster(config: MasterConfig): Promise<number> {
   const exited = new Promise<number>((resolve) => (resolveExit = resolve));
 
   // Type=notify: READY/RELOADING/STOPPING from the policy's actions, STATUS and WATCHDOG from the tick.
-  const systemd = createSystemdNotifier(policy, log);
+  const systemd = createSystemdNotifier(
+    { readyWorkers: () => stats.readyWorkers(), requestsServed: () => stats.requestsServed(), get desiredWorkers() { return policy.desiredWorkers; } },
+    log,
+  );
   const dispatch = (event: PolicyEvent): void => {
     for (const action of policy.handle(event, Date.now())) {
       apply(action);

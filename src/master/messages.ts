@@ -45,7 +45,7 @@ export type WorkerMessage =
   /** --ssl-socket: the worker asks for its certificates once its listener for the answer is in place. */
   | { t: 'tls-get' };
 
-/** A worker's counters since it started, on each heartbeat (src/ops/stats.ts RequestCounters; --stats, --metrics). */
+/** A worker's counters since it started, on each heartbeat (src/ops/counters.ts RequestCounters; --stats, --metrics). */
 export interface WorkerStats {
   exceptions: number;
   /** Response bytes written. */

@@ -5,7 +5,9 @@
 import http from 'node:http';
 import type { Logger } from 'pino';
 import { formatSocketAddress, type SocketAddress } from '../options.js';
-import { LATENCY_BUCKETS, RESTART_CAUSES, STATUS_CLASSES, listenLocal, startStatsServer, type OpsListener, type StatsCollector } from './stats.js';
+import { RESTART_CAUSES, type StatsCollector } from './collector.js';
+import { LATENCY_BUCKETS, STATUS_CLASSES } from './counters.js';
+import { listenLocal, startStatsServer, type OpsListener } from './stats-server.js';
 
 export const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 

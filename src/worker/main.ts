@@ -22,7 +22,7 @@ import { installOwnRequest } from '../interfaces/fetch-request.js';
 import { Response as OwnResponse } from '../interfaces/fetch-response.js';
 import { RssWatch, watchRss } from './rss.js';
 import { FdPressure, MemoryReader, fileLimit } from './resources.js';
-import { workerStats } from '../ops/stats.js';
+import { workerStats } from '../ops/counters.js';
 
 const HEARTBEAT_INFLIGHT = 10;
 
