@@ -157,6 +157,21 @@ export class StatsCollector {
     if (cause !== undefined && !this.stopping) this.restarts.set(cause, this.restarts.get(cause)! + 1);
   }
 
+  /** The slot of a live worker (as in --stats and the `worker` label of /metrics); 0 once it is gone. */
+  slotOf(id: number): number {
+    return this.members.get(id)?.slot.id ?? 0;
+  }
+
+  /** The live workers whose app is loaded (ready or draining): those that can answer for the app's metrics. */
+  loadedWorkers(): number[] {
+    const ids: number[] = [];
+    for (const id of this.members.keys()) {
+      const state = this.config.state(id);
+      if (state === 'ready' || state === 'draining') ids.push(id);
+    }
+    return ids;
+  }
+
   /** Workers ready to serve (not starting, not draining). */
   readyWorkers(): number {
     if (this.config.ready !== undefined) return this.config.ready();
