@@ -179,6 +179,9 @@ export const ERRORS = {
   ERR_STATS_UNAVAILABLE: {
     message: 'cannot read stats from {address}: {detail}; is node-uwsgi running with --stats {address}?',
   },
+  ERR_APP_METRICS: {
+    message: "cannot aggregate the app's prom-client metrics over the workers ({detail}): /metrics shows node-uwsgi's own; give a metric one name and one type in every worker",
+  },
 
   // systemd (src/ops/activation.ts, src/ops/systemd.ts)
   ERR_LISTEN_FDS: {

@@ -59,6 +59,7 @@ export interface Options {
   http: SocketAddress[];
   stats: SocketAddress | undefined;
   metrics: SocketAddress | undefined;
+  metricsProcess: boolean;
   config: string | undefined;
   printConfig: boolean;
   logFile: string | undefined;
@@ -315,6 +316,13 @@ export const OPTIONS = [
     help: 'serve HTTP /metrics (Prometheus) and /health here (a Unix socket or a loopback host:port)',
     default: undefined,
     parse: (raw) => localAddress('--metrics', raw),
+  }),
+  option<'metricsProcess'>({
+    name: 'metricsProcess',
+    flag: 'metrics-process',
+    help: "--metrics: add Node's default process metrics of each worker (prom-client's collectDefaultMetrics: event-loop lag, heap, GC, CPU), labelled by worker",
+    default: false,
+    parse: () => true,
   }),
   option<'config'>({
     name: 'config',

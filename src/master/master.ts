@@ -25,8 +25,9 @@ import { expiryWarning, loadTlsMaterial, type TlsMaterial } from '../server/tls.
 import { WORKER_CONFIG_ENV, heartbeatInterval, isWorkerMessage, type MasterMessage, type ReadyInfo, type WorkerConfig } from './messages.js';
 import { Policy, type Action, type PolicyEvent } from './policy.js';
 import { MAX_DIRECTORIES, watchRoot, watchTree, type TreeWatcher } from './watch.js';
-import { StatsCollector, restartCause } from '../ops/stats.js';
+import { StatsCollector, restartCause } from '../ops/collector.js';
 import { CHECK_MS, ListenQueues } from '../ops/listen-queue.js';
+import { AppMetrics } from '../ops/app-metrics.js';
 import { startOpsListeners } from '../ops/metrics.js';
 import { requireAllowListForFds, workerStdio } from '../ops/activation.js';
 import { createSystemdNotifier } from '../ops/systemd.js';
@@ -106,8 +107,17 @@ export async function runMaster(config: MasterConfig): Promise<number> {
   // --stats and --metrics: listening before the first worker starts, so that /health says 503 until one is ready.
   // The listen queues, for --stats, --metrics and the "listen queue full" warning (ERR_LISTEN_QUEUE_FULL).
   const queues = new ListenQueues({ sockets: [...options.socket, ...sslAddresses], http: options.http, backlog: options.backlog, cwd: config.cwd, log });
-  const stats = new StatsCollector({ state: (id) => policy.workers.get(id)?.state, sockets: [...options.socket, ...sslAddresses], queues, cwd: config.cwd });
-  const opsListeners = await startOpsListeners({ stats: options.stats, metrics: options.metrics }, stats, log);
+  const stats = new StatsCollector({ state: (id) => policy.workers.get(id)?.state, ready: () => policy.readyWorkers(), sockets: [...options.socket, ...sslAddresses], queues, cwd: config.cwd });
+  // The app's prom-client metrics, asked of the workers at each scrape (src/ops/app-metrics.ts).
+  const appMetrics = options.metrics
+    ? new AppMetrics((id, n) => {
+        const worker = handles.get(id);
+        if (!worker?.isConnected()) return false;
+        worker.send({ t: 'metrics-get', n } satisfies MasterMessage);
+        return true;
+      })
+    : undefined;
+  const opsListeners = await startOpsListeners({ stats: options.stats, metrics: options.metrics }, stats, log, appMetrics);
   // Started once nothing can fail any more before the exit path that clears it.
   const queueCheck = setInterval(() => void queues.fresh(CHECK_MS / 2), CHECK_MS);
   let app: ReadyInfo | undefined;
@@ -116,7 +126,10 @@ export async function runMaster(config: MasterConfig): Promise<number> {
   const exited = new Promise<number>((resolve) => (resolveExit = resolve));
 
   // Type=notify: READY/RELOADING/STOPPING from the policy's actions, STATUS and WATCHDOG from the tick.
-  const systemd = createSystemdNotifier(policy, log);
+  const systemd = createSystemdNotifier(
+    { readyWorkers: () => stats.readyWorkers(), requestsServed: () => stats.requestsServed(), get desiredWorkers() { return policy.desiredWorkers; } },
+    log,
+  );
   const dispatch = (event: PolicyEvent): void => {
     for (const action of policy.handle(event, Date.now())) {
       apply(action);
@@ -159,6 +172,9 @@ export async function runMaster(config: MasterConfig): Promise<number> {
             case 'tls-get':
               if (worker.isConnected()) worker.send({ t: 'tls', material: tlsMaterial } satisfies MasterMessage);
               break;
+            case 'metrics':
+              appMetrics?.answer(id, stats.slotOf(id), message.n, { app: message.app, process: message.process });
+              break;
             case 'hb':
               stats.heartbeat(id, message.requests, message.rss, message.stats);
               dispatch({
@@ -173,6 +189,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
         });
         worker.on('exit', (code, signal) => {
           handles.delete(id);
+          appMetrics?.exited(id);
           stats.exited(id, restartCause(policy.workers.get(id)));
           dispatch({ type: 'exit', id, code, signal });
         });

@@ -43,9 +43,11 @@ export type WorkerMessage =
   | { t: 'boot-failed'; code: string | undefined; message: string; at?: string[] }
   | { t: 'hb'; requests: number; rss: number; inflight: InflightEntry[]; stats?: WorkerStats }
   /** --ssl-socket: the worker asks for its certificates once its listener for the answer is in place. */
-  | { t: 'tls-get' };
+  | { t: 'tls-get' }
+  /** --metrics: the app's prom-client metrics (src/ops/worker-metrics.ts), for request `n` (0: the last, at a drain). */
+  | { t: 'metrics'; n: number; app: unknown[]; process: unknown[] };
 
-/** A worker's counters since it started, on each heartbeat (src/ops/stats.ts RequestCounters; --stats, --metrics). */
+/** A worker's counters since it started, on each heartbeat (src/ops/counters.ts RequestCounters; --stats, --metrics). */
 export interface WorkerStats {
   exceptions: number;
   /** Response bytes written. */
@@ -72,7 +74,7 @@ export interface WorkerStats {
  * what is queued before its close. `tls`: the --ssl-socket material, in options.sslSocket's order: at a worker's
  * 'tls-get', and to every worker at each reload. Over IPC, never in the environment (which the app's child
  * processes inherit). */
-export type MasterMessage = { t: 'drain'; stop?: boolean } | { t: 'reopen-log' } | { t: 'tls'; material: TlsMaterial[] };
+export type MasterMessage = { t: 'drain'; stop?: boolean } | { t: 'reopen-log' } | { t: 'tls'; material: TlsMaterial[] } | { t: 'metrics-get'; n: number };
 
 export function isWorkerMessage(value: unknown): value is WorkerMessage {
   return typeof value === 'object' && value !== null && typeof (value as { t?: unknown }).t === 'string';

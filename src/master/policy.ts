@@ -183,9 +183,9 @@ export class Policy {
       // A replacement replaced (by a reload) before it was ready: the worker it stood in for goes too.
       old = old.replaces === undefined ? undefined : this.workers.get(old.replaces);
     }
-    if (this.phase === 'booting' && this.countReady() >= this.desired) {
+    if (this.phase === 'booting' && this.readyWorkers() >= this.desired) {
       this.phase = 'running';
-      out.push({ type: 'ready', reason: 'boot', workers: this.countReady(), ms: now - this.startedAt });
+      out.push({ type: 'ready', reason: 'boot', workers: this.readyWorkers(), ms: now - this.startedAt });
     }
     if (this.phase === 'running') {
       this.advanceReload(now, out);
@@ -222,7 +222,7 @@ export class Policy {
         ...fields,
         ...bootErrorFields(worker),
       });
-      out.push({ type: 'ready', reason: 'reload-aborted', workers: this.countReady(), ms: now - this.reload.startedAt });
+      out.push({ type: 'ready', reason: 'reload-aborted', workers: this.readyWorkers(), ms: now - this.reload.startedAt });
       this.reload = undefined;
       this.noteFailure(now);
       this.lostReplacement(worker, now, out);
@@ -468,7 +468,7 @@ export class Policy {
       // A replacement stands in for a worker that no longer counts; removing it would strand that one.
       if (worker.replaces !== undefined) continue;
       // Never the last ready worker.
-      if (worker.state === 'ready' && this.countReady() <= 1) break;
+      if (worker.state === 'ready' && this.readyWorkers() <= 1) break;
       if (worker.state === 'starting') this.kill(worker, 'scale-down', out);
       else this.drain(worker, 'scale-down', now, out);
       surplus--;
@@ -514,7 +514,7 @@ export class Policy {
       if (!stillOld) {
         this.reload = undefined;
         log(out, 'info', 'reload complete', { generation: reload.generation, ms: now - reload.startedAt });
-        out.push({ type: 'ready', reason: 'reload', workers: this.countReady(), ms: now - reload.startedAt });
+        out.push({ type: 'ready', reason: 'reload', workers: this.readyWorkers(), ms: now - reload.startedAt });
       }
     }
   }
@@ -593,7 +593,8 @@ export class Policy {
     return [...this.workers.values()].filter((w) => (w.state === 'starting' || w.state === 'ready') && w.retiring === undefined);
   }
 
-  private countReady(): number {
+  /** Workers ready to serve: the master's collector (src/ops/collector.ts) reads this count. */
+  readyWorkers(): number {
     let n = 0;
     for (const worker of this.workers.values()) if (worker.state === 'ready') n++;
     return n;

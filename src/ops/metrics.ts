@@ -4,8 +4,11 @@
 // set out of rotation on it).
 import http from 'node:http';
 import type { Logger } from 'pino';
+import type { AppMetrics } from './app-metrics.js';
 import { formatSocketAddress, type SocketAddress } from '../options.js';
-import { LATENCY_BUCKETS, RESTART_CAUSES, STATUS_CLASSES, listenLocal, startStatsServer, type OpsListener, type StatsCollector } from './stats.js';
+import { RESTART_CAUSES, type StatsCollector } from './collector.js';
+import { LATENCY_BUCKETS, STATUS_CLASSES } from './counters.js';
+import { listenLocal, startStatsServer, type OpsListener } from './stats-server.js';
 
 export const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
@@ -81,7 +84,23 @@ function number(value: number): string {
   return Number.isFinite(value) ? String(Math.round(value * 1e6) / 1e6) : 'NaN';
 }
 
-export async function startMetricsServer(address: SocketAddress, collector: StatsCollector, log: Logger): Promise<OpsListener> {
+/** The app's aggregated prom-client metrics after node-uwsgi's own; only node-uwsgi's when they cannot be had. */
+async function appMetricsText(app: AppMetrics | undefined, collector: StatsCollector, log: Logger, state: { warnedAt: number }): Promise<string> {
+  if (app === undefined) return '';
+  try {
+    return await app.render(collector.loadedWorkers());
+  } catch (err) {
+    const now = Date.now();
+    if (now - state.warnedAt >= 60_000) {
+      state.warnedAt = now;
+      log.warn({ code: 'ERR_APP_METRICS', err }, "cannot aggregate the app's metrics");
+    }
+    return '';
+  }
+}
+
+export async function startMetricsServer(address: SocketAddress, collector: StatsCollector, log: Logger, app?: AppMetrics): Promise<OpsListener> {
+  const warned = { warnedAt: -Infinity };
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?', 1)[0];
     const head = req.method === 'HEAD';
@@ -94,7 +113,9 @@ export async function startMetricsServer(address: SocketAddress, collector: Stat
       res.end(head ? undefined : body);
     };
     if (path === '/metrics') {
-      void collector.freshQueues().then(() => reply(200, CONTENT_TYPE, renderMetrics(collector)));
+      void Promise.all([collector.freshQueues(), appMetricsText(app, collector, log, warned)]).then(([, appText]) =>
+        reply(200, CONTENT_TYPE, renderMetrics(collector) + appText),
+      );
     } else if (path === '/health') {
       const status = collector.healthy() ? 200 : 503;
       const state = status === 200 ? 'ok' : collector.stopping ? 'stopping' : 'unavailable';
@@ -121,6 +142,7 @@ export async function startOpsListeners(
   addresses: { stats: SocketAddress | undefined; metrics: SocketAddress | undefined },
   collector: StatsCollector,
   log: Logger,
+  app?: AppMetrics,
 ): Promise<OpsListener> {
   const open: OpsListener[] = [];
   const close = (): void => {
@@ -132,7 +154,7 @@ export async function startOpsListeners(
       log.info({ address: formatSocketAddress(addresses.stats) }, 'stats server listening');
     }
     if (addresses.metrics) {
-      open.push(await startMetricsServer(addresses.metrics, collector, log));
+      open.push(await startMetricsServer(addresses.metrics, collector, log, app));
       log.info({ address: formatSocketAddress(addresses.metrics) }, 'metrics and health listening');
     }
   } catch (err) {

@@ -16,7 +16,7 @@
 import { execFile } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import type { Action, WorkerState } from '../master/policy.js';
+import type { Action } from '../master/policy.js';
 
 const SYSTEMD_NOTIFY = 'systemd-notify';
 /** systemd-notify waits up to 5 s for its barrier; beyond that it is stuck. */
@@ -26,9 +26,10 @@ export const STATUS_INTERVAL_MS = 2_000;
 const FLUSH_TIMEOUT_MS = 5_000;
 const NOTIFY_VARS = ['NOTIFY_SOCKET', 'WATCHDOG_USEC', 'WATCHDOG_PID'] as const;
 
-/** What the notifier reads from the policy (Policy satisfies it). */
-export interface PolicyView {
-  readonly workers: ReadonlyMap<number, { readonly state: WorkerState; readonly requests: number }>;
+/** What the notifier reads: the master's collector (src/ops/collector.ts) and the policy's desired count. */
+export interface StatusView {
+  readyWorkers(): number;
+  requestsServed(): number;
   readonly desiredWorkers: number;
 }
 
@@ -47,7 +48,7 @@ const OFF: SystemdNotifier = { action() {}, tick() {}, flush: () => Promise.reso
  * A notifier for NOTIFY_SOCKET, or one that does nothing. Removes NOTIFY_SOCKET, WATCHDOG_USEC and WATCHDOG_PID
  * from `env` (sd_notify's unset_environment) so that the workers and the app do not see them.
  */
-export function createSystemdNotifier(policy: PolicyView, log: Logger, env: NodeJS.ProcessEnv = process.env, pid = process.pid): SystemdNotifier {
+export function createSystemdNotifier(view: StatusView, log: Logger, env: NodeJS.ProcessEnv = process.env, pid = process.pid): SystemdNotifier {
   const [socket, watchdogUsec, watchdogPid] = NOTIFY_VARS.map((name) => env[name]);
   for (const name of NOTIFY_VARS) delete env[name];
   if (socket === undefined || socket === '') return OFF;
@@ -58,7 +59,7 @@ export function createSystemdNotifier(policy: PolicyView, log: Logger, env: Node
     else log.warn({ code: 'ERR_SYSTEMD_NOTIFY', watchdogUsec }, 'WATCHDOG_USEC is not a positive number of microseconds: no watchdog pings');
   }
   log.debug({ notifySocket: socket, watchdogMs }, 'systemd notify protocol on');
-  return new Notifier(policy, log, { NOTIFY_SOCKET: socket, PATH: env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' }, watchdogMs);
+  return new Notifier(view, log, { NOTIFY_SOCKET: socket, PATH: env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' }, watchdogMs);
 }
 
 type Kind = 'state' | 'status' | 'watchdog';
@@ -72,12 +73,9 @@ class Notifier implements SystemdNotifier {
   private lastStatusAt = -Infinity;
   private lastPingAt = -Infinity;
   private failing = false;
-  /** Requests served by workers that have gone, and each live worker's count as last seen. */
-  private retiredRequests = 0;
-  private readonly seen = new Map<number, number>();
 
   constructor(
-    private readonly policy: PolicyView,
+    private readonly view: StatusView,
     private readonly log: Logger,
     private readonly childEnv: NodeJS.ProcessEnv,
     private readonly watchdogMs: number,
@@ -102,7 +100,6 @@ class Notifier implements SystemdNotifier {
   }
 
   tick(): void {
-    this.countRequests();
     const now = performance.now();
     if (this.watchdogMs > 0 && now - this.lastPingAt >= this.watchdogMs / 2 && this.readyWorkers() > 0) {
       this.lastPingAt = now;
@@ -133,37 +130,18 @@ class Notifier implements SystemdNotifier {
 
   /** A state change, with the status line that goes with it in the same datagram. */
   private state(lines: string[]): void {
-    this.countRequests();
     this.lastStatus = this.status();
     this.enqueue('state', [...lines, this.lastStatus]);
   }
 
   private status(): string {
     const prefix = this.phase === 'running' ? '' : `${this.phase}: `;
-    const requests = this.requests();
-    return `STATUS=${prefix}${this.readyWorkers()} of ${this.policy.desiredWorkers} workers ready, ${requests} request${requests === 1 ? '' : 's'} served`;
+    const requests = this.view.requestsServed();
+    return `STATUS=${prefix}${this.readyWorkers()} of ${this.view.desiredWorkers} workers ready, ${requests} request${requests === 1 ? '' : 's'} served`;
   }
 
   private readyWorkers(): number {
-    let n = 0;
-    for (const worker of this.policy.workers.values()) if (worker.state === 'ready') n++;
-    return n;
-  }
-
-  private countRequests(): void {
-    for (const [id, count] of this.seen) {
-      if (!this.policy.workers.has(id)) {
-        this.retiredRequests += count;
-        this.seen.delete(id);
-      }
-    }
-    for (const [id, worker] of this.policy.workers) this.seen.set(id, worker.requests);
-  }
-
-  private requests(): number {
-    let n = this.retiredRequests;
-    for (const count of this.seen.values()) n += count;
-    return n;
+    return this.view.readyWorkers();
   }
 
   private enqueue(kind: Kind, lines: string[]): void {

@@ -1,7 +1,7 @@
 // The worker's table of requests in flight, kept in a SharedArrayBuffer so that the watchdog thread can read it
 // while the event loop is blocked: that is exactly when the master needs to know what the worker was doing.
 // Writing a slot costs a few hundred nanoseconds per request; no message leaves the process per request.
-import { RequestCounters } from '../ops/stats.js';
+import { RequestCounters } from '../ops/counters.js';
 import type { RequestTracker } from '../server/lifecycle.js';
 
 export const SLOTS = 64;

@@ -22,7 +22,8 @@ import { installOwnRequest } from '../interfaces/fetch-request.js';
 import { Response as OwnResponse } from '../interfaces/fetch-response.js';
 import { RssWatch, watchRss } from './rss.js';
 import { FdPressure, MemoryReader, fileLimit } from './resources.js';
-import { workerStats } from '../ops/stats.js';
+import { workerStats } from '../ops/counters.js';
+import { createWorkerMetrics } from '../ops/worker-metrics.js';
 
 const HEARTBEAT_INFLIGHT = 10;
 
@@ -182,6 +183,17 @@ async function main(): Promise<void> {
     return send({ t: 'hb', requests: table.requests, rss, inflight, stats });
   };
   const heartbeat = setInterval(() => void beat(), config.heartbeatMs);
+  // --metrics: the app's prom-client metrics, on the master's asking (src/ops/worker-metrics.ts).
+  const appMetrics = options.metrics ? await createWorkerMetrics(loaded.file, options.metricsProcess) : undefined;
+  const reportMetrics = async (n: number): Promise<void> => {
+    if (appMetrics === undefined) return;
+    try {
+      await send({ t: 'metrics', n, ...(await appMetrics.collect()) });
+    } catch (err) {
+      // The master leaves this worker out of the scrape once its wait is over.
+      log.debug({ err }, 'cannot collect the app\'s metrics');
+    }
+  };
   // Recycling starts the moment --max-requests is reached, not at the next heartbeat.
   table.threshold = config.maxRequests;
   table.onThreshold = () => void beat();
@@ -198,6 +210,7 @@ async function main(): Promise<void> {
       clearInterval(heartbeat);
       // The last counters, so that --stats and --metrics lose nothing of a worker that is replaced.
       await beat();
+      await reportMetrics(0);
       // The log lines still on their way, but no longer than LOG_FLUSH_MS: a full disk does not hold the exit.
       await logging.flush();
       process.exit(0);
@@ -206,6 +219,7 @@ async function main(): Promise<void> {
   process.on('message', (message: MasterMessage) => {
     if (message?.t === 'drain') drain('master', message.stop === true);
     else if (message?.t === 'reopen-log') reopenLog();
+    else if (message?.t === 'metrics-get') void reportMetrics(message.n);
   });
   process.on('SIGTERM', () => drain('SIGTERM', true));
   // The master is gone (SIGKILL, the OOM killer): nothing will route or watch this worker any more. node:cluster

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createSystemdNotifier, type PolicyView } from '../../src/ops/systemd.js';
+import { createSystemdNotifier, type StatusView } from '../../src/ops/systemd.js';
 import { memoryLogger } from '../helpers/serve.js';
 import { ROOT } from './nginx.js';
 
@@ -85,8 +85,7 @@ describe('the systemd notifier, on a real NOTIFY_SOCKET', () => {
   it('sends each state with its status in one datagram, in order, each followed by the barrier, and pings the watchdog', async () => {
     requireTools();
     const manager = await listen();
-    const workers = new Map([[1, { state: 'ready' as const, requests: 2 }]]);
-    const view: PolicyView = { workers, desiredWorkers: 1 };
+    const view: StatusView = { readyWorkers: () => 1, requestsServed: () => 2, desiredWorkers: 1 };
     const { log, records } = memoryLogger();
     const env: NodeJS.ProcessEnv = { NOTIFY_SOCKET: manager.path, WATCHDOG_USEC: '60000000', PATH: process.env.PATH };
     const notifier = createSystemdNotifier(view, log, env, process.pid);
@@ -114,7 +113,7 @@ describe('the systemd notifier, on a real NOTIFY_SOCKET', () => {
     const dir = mkdtempSync(join(tmpdir(), 'nu-notify-'));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     const { log, records } = memoryLogger();
-    const notifier = createSystemdNotifier({ workers: new Map(), desiredWorkers: 1 }, log, { NOTIFY_SOCKET: join(dir, 'nobody.sock'), PATH: process.env.PATH }, process.pid);
+    const notifier = createSystemdNotifier({ readyWorkers: () => 0, requestsServed: () => 0, desiredWorkers: 1 }, log, { NOTIFY_SOCKET: join(dir, 'nobody.sock'), PATH: process.env.PATH }, process.pid);
     notifier.action({ type: 'ready', reason: 'boot', workers: 0, ms: 5 });
     notifier.action({ type: 'stopping', graceful: true });
     await notifier.flush();

@@ -9,7 +9,9 @@ import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { WorkerState } from '../../src/master/policy.js';
 import { CONTENT_TYPE, renderMetrics, startMetricsServer } from '../../src/ops/metrics.js';
-import { LATENCY_BUCKETS, RequestCounters, StatsCollector, workerStats } from '../../src/ops/stats.js';
+import { StatsCollector } from '../../src/ops/collector.js';
+import { LATENCY_BUCKETS, RequestCounters, workerStats } from '../../src/ops/counters.js';
+import { statsDocument } from '../../src/ops/stats.js';
 import { ListenQueues } from '../../src/ops/listen-queue.js';
 
 const log = pino({ level: 'silent' });
@@ -120,7 +122,7 @@ describe('the listen queues', () => {
     expect(text).toContain('nodeuwsgi_listen_queue{socket="unix:/run/a \\"b\\".sock",proto="uwsgi"} 5\n');
     expect(text).toContain('nodeuwsgi_listen_queue_backlog{socket="unix:/run/http.sock",proto="http"} 64\n');
     expect(text).not.toContain('gone.sock');
-    const doc = stats.document();
+    const doc = statsDocument(stats);
     expect(doc.listen_queue).toBe(5);
     expect(doc.sockets.map((s) => [s.name, s.queue, s.max_queue])).toEqual([['/run/a "b".sock', 5, 16], ['/run/gone.sock', 0, 16]]);
   });

@@ -1,11 +1,14 @@
-// The stats model (src/ops/stats.ts): a worker's counters, the master's slots as uWSGI keeps them, the document
+// The stats model (src/ops/counters.ts, collector.ts, stats.ts): a worker's counters, the master's slots as uWSGI keeps them, the document
 // uwsgitop reads, and the listen queue read from /proc with a real listener whose process does not accept.
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import type { WorkerStats } from '../../src/master/messages.js';
 import type { WorkerState } from '../../src/master/policy.js';
-import { LATENCY_BUCKETS, RequestCounters, StatsCollector, listenQueue, restartCause, workerStats } from '../../src/ops/stats.js';
+import { StatsCollector, restartCause } from '../../src/ops/collector.js';
+import { LATENCY_BUCKETS, RequestCounters, workerStats } from '../../src/ops/counters.js';
+import { listenQueue } from '../../src/ops/listen-queue.js';
+import { statsDocument } from '../../src/ops/stats.js';
 
 function collector(states: Map<number, WorkerState>, now = () => 1_700_000_000_000): StatsCollector {
   return new StatsCollector({ state: (id) => states.get(id), sockets: [{ kind: 'unix', path: '/run/app.sock' }], cwd: '/srv/app', now });
@@ -67,7 +70,7 @@ describe('StatsCollector', () => {
     stats.heartbeat(1, 10, 50_000_000, report({ tx: 1000, exceptions: 1, busy: 1, avgRt: 1500, runningTime: 20_000 }));
     stats.heartbeat(2, 5, 40_000_000, report({ tx: 500 }));
 
-    let doc = stats.document();
+    let doc = statsDocument(stats);
     expect(doc.workers.map((w) => [w.id, w.pid, w.requests, w.status, w.respawn_count, w.accepting])).toEqual([
       [1, 101, 10, 'busy', 1, 1],
       [2, 102, 5, 'idle', 1, 1],
@@ -79,10 +82,10 @@ describe('StatsCollector', () => {
     stats.exited(1, 'crash');
     stats.spawned(3, 103);
     states.set(3, 'starting');
-    doc = stats.document();
+    doc = statsDocument(stats);
     expect(doc.workers[0]).toMatchObject({ id: 1, pid: 103, requests: 10, delta_requests: 0, respawn_count: 2, tx: 1000, accepting: 0, status: 'idle' });
     stats.heartbeat(3, 2, 1, report({ tx: 10 }));
-    expect(stats.document().workers[0]).toMatchObject({ requests: 12, delta_requests: 2, tx: 1010 });
+    expect(statsDocument(stats).workers[0]).toMatchObject({ requests: 12, delta_requests: 2, tx: 1010 });
     expect(stats.restartCounts().get('crash')).toBe(1);
     expect(stats.totals().requests).toBe(17);
   });
@@ -95,12 +98,12 @@ describe('StatsCollector', () => {
     stats.spawned(2, 102, 1);
     states.set(2, 'ready').set(1, 'draining');
     stats.heartbeat(2, 3, 1, report());
-    let doc = stats.document();
+    let doc = statsDocument(stats);
     expect(doc.workers).toHaveLength(1);
     expect(doc.workers[0]).toMatchObject({ id: 1, pid: 102, requests: 10, delta_requests: 3, status: 'busy', respawn_count: 2 });
     stats.heartbeat(1, 8, 1, report());
     stats.exited(1, 'reload');
-    doc = stats.document();
+    doc = statsDocument(stats);
     expect(doc.workers[0]).toMatchObject({ requests: 11, status: 'idle' });
     expect(stats.restartCounts().get('reload')).toBe(1);
   });
@@ -113,7 +116,7 @@ describe('StatsCollector', () => {
     expect(stats.healthy()).toBe(true);
     stats.exited(2, 'harakiri');
     states.delete(2);
-    const doc = stats.document();
+    const doc = statsDocument(stats);
     expect(doc.workers[1]).toMatchObject({ id: 2, pid: 0, status: 'cheap', harakiri_count: 1, accepting: 0 });
     expect(stats.restartCounts().get('harakiri')).toBe(1);
     stats.stopping = true;
@@ -128,7 +131,7 @@ describe('StatsCollector', () => {
     stats.spawned(1, 101);
     stats.appReady(1, 2500);
     stats.heartbeat(1, 3, 1, report());
-    const doc = JSON.parse(JSON.stringify(stats.document())) as Record<string, unknown>;
+    const doc = JSON.parse(JSON.stringify(statsDocument(stats))) as Record<string, unknown>;
     for (const key of ['listen_queue', 'load', 'pid', 'uid', 'gid', 'signal_queue']) expect(typeof doc[key], key).toBe('number');
     expect(typeof doc.version).toBe('string');
     expect(doc.cwd).toBe('/srv/app');

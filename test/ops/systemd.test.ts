@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Action } from '../../src/master/policy.js';
-import { STATUS_INTERVAL_MS, createSystemdNotifier, type PolicyView } from '../../src/ops/systemd.js';
+import { StatsCollector } from '../../src/ops/collector.js';
+import { STATUS_INTERVAL_MS, createSystemdNotifier, type StatusView } from '../../src/ops/systemd.js';
 import { useCleanups } from '../helpers/cleanup.js';
 import { memoryLogger } from '../helpers/serve.js';
 
@@ -41,19 +42,30 @@ if [ -e '${fail}' ]; then echo 'Failed to notify init system: Connection refused
   };
 }
 
-/** The policy's view, as plain data the test changes between calls. */
-function policy(workers: Array<[number, 'starting' | 'ready' | 'retiring', number]>, desiredWorkers = 2): PolicyView & { set(w: typeof workers): void } {
-  const map = new Map<number, { state: 'starting' | 'ready' | 'retiring'; requests: number }>();
+/** The master's view (a real collector and the policy's desired count), from plain data the test changes between
+ * calls: a worker gone from the list has exited, its requests stay served. */
+function policy(workers: Array<[number, 'starting' | 'ready' | 'retiring', number]>, desiredWorkers = 2): StatusView & { set(w: typeof workers): void } {
+  const states = new Map<number, string>();
+  const stats = new StatsCollector({ state: (id) => states.get(id), sockets: [], cwd: '/' });
   const view = {
-    workers: map,
+    readyWorkers: () => stats.readyWorkers(),
+    requestsServed: () => stats.requestsServed(),
     desiredWorkers,
     set(list: typeof workers) {
-      map.clear();
-      for (const [id, state, requests] of list) map.set(id, { state, requests });
+      for (const id of [...states.keys()]) {
+        if (list.some(([other]) => other === id)) continue;
+        stats.exited(id, undefined);
+        states.delete(id);
+      }
+      for (const [id, state, requests] of list) {
+        if (!states.has(id)) stats.spawned(id, 1000 + id);
+        states.set(id, state);
+        stats.heartbeat(id, requests, 0, undefined);
+      }
     },
   };
   view.set(workers);
-  return view as PolicyView & { set(w: typeof workers): void };
+  return view;
 }
 
 /** The notifier's clock (performance.now), moved by the test. */
