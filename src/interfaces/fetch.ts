@@ -4,10 +4,10 @@
 // backpressure.
 import { UwsgiError } from '../errors.js';
 import type { Exchange, ExchangeHandler, HeaderList } from '../exchange.js';
+import { queuedBody } from '../node-internals.js';
 import { requestLineOf } from '../protocol/vars.js';
 import { headersOf, LIGHT_METHODS, lightRequest, lightRequestsAccepted, realRequest, type RequestSource } from './fetch-request.js';
 import { lightParts, TEXT, type LightParts } from './fetch-response.js';
-import { queuedBody } from './stream-internals.js';
 
 type FetchFunction = (request: Request) => Response | Promise<Response>;
 export type FetchApp = FetchFunction | { fetch: FetchFunction };
