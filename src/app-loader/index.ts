@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import { dirname, extname, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { UwsgiError } from '../errors.js';
+import { isThenable } from '../values.js';
 import { taggedInterface, type InterfaceName } from './mark.js';
 import { locateError } from './trace.js';
 
@@ -267,10 +268,6 @@ function unknownFix(value: unknown, exportName: string, context: DetectContext):
 
 function listenHint(appListens: readonly string[]): string {
   return `the module called listen() on ${appListens.join(', ')}: export the app (or the server) instead, and node-uwsgi serves it on its own sockets`;
-}
-
-function isThenable(value: unknown): boolean {
-  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
 }
 
 function isAsyncFunction(value: unknown): boolean {

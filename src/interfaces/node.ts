@@ -6,6 +6,7 @@ import type { Readable } from 'node:stream';
 import type { Exchange, ExchangeHandler, SocketHooks } from '../exchange.js';
 import { addHeaderLines, clearNeedDrain, dumpUnread, markClosed, markConsuming, setPeer } from '../node-internals.js';
 import { requestLineOf } from '../protocol/vars.js';
+import { isThenable } from '../values.js';
 
 export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => unknown;
 /** What http.Server's 'upgrade' listeners take: the request, the raw connection, the bytes after the head. */
@@ -259,8 +260,4 @@ function pipeBody(body: Readable, req: IncomingMessage): void {
     req.push(null);
   });
   body.once('error', (err) => req.destroy(err));
-}
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return typeof value === 'object' && value !== null && typeof (value as PromiseLike<unknown>).then === 'function';
 }
