@@ -237,7 +237,7 @@ function lineOf(text: string, key: string): number | undefined {
 /** TOML's words for its values: every object that is not an array or a date is a table. */
 function describe(value: unknown): string {
   const described = describeValue(value);
-  return described.startsWith('an object (') ? 'a table' : described;
+  return described.startsWith('an object') ? 'a table' : described;
 }
 
 /** The candidate closest to `word` by edit distance (case-insensitive), for "did you mean"; a candidate that the

@@ -16,10 +16,13 @@ describe('isThenable', () => {
 describe('describeValue', () => {
   it.each([
     [null, 'null'],
+    [Promise.resolve(), 'a promise'],
+    [(a: number, b: number) => a + b, 'a function of 2 parameters'],
+    [(a: number) => a, 'a function of 1 parameter'],
     [undefined, 'undefined undefined'],
     [[1, 2], 'an array of 2'],
     [new Date(0), 'a date'],
-    [{}, 'an object (Object)'],
+    [{}, 'an object'],
     [Object.create(null), 'an object (no prototype)'],
     [new (class Hono {})(), 'an object (Hono)'],
     ['text', '"text"'],
