@@ -25,7 +25,7 @@ export type AcceptMode = (typeof ACCEPT_MODES)[number];
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 /** --log-buffer's default: 16 MiB of lines held while --log-file cannot be written or falls behind (some 80,000 access
- * lines): a burst on a slow but healthy disk drops nothing (4 MiB dropped lines in 1 of 15 benchmark runs). */
+ * lines): a burst on a slow but healthy disk drops nothing (a 4 MiB buffer dropped lines: bench/README.md, "Log file"). */
 export const DEFAULT_LOG_BUFFER = 16 * 1024 ** 2;
 export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
 export type LogFormat = (typeof LOG_FORMATS)[number];

@@ -17,7 +17,7 @@ export type UpgradeHandler = (req: IncomingMessage, socket: Socket, head: Buffer
 // (IncomingMessage's _read resumes the socket, not the body stream: a body past the buffers then never arrives;
 // ServerResponse's writeEarlyHints sends a real 103). So the adapter's behaviour lives in own properties of each
 // instance, which no prototype swap touches. Plain instances with four own properties cost no more to make than
-// the subclasses did (about 0.3 us a pair either way; bench/node-objects.js, bench/README.md).
+// the subclasses did (bench/node-objects.js; bench/README.md, "Node adapter objects").
 
 /** Where the adapter's own properties find their exchange (the body to resume, the logger). */
 const kExchange = Symbol('node-uwsgi.exchange');

@@ -2,8 +2,8 @@
 // http.ServerResponse and IncomingMessage use of their socket (write, cork, the peer's address, 'close', 'drain',
 // setTimeout...) and what Express, Koa, Fastify and NestJS read of it. A response that fits in one write is
 // collected by the native exchange and written by C; one that outgrows it (or waits for a drain) makes the
-// connection a real net.Socket, and from then on this object forwards to it. A net.Socket costs ~20 us per
-// connection in stream machinery; this costs an EventEmitter.
+// connection a real net.Socket, and from then on this object forwards to it. A net.Socket costs its stream
+// machinery per connection; this costs an EventEmitter (bench/README.md, "Figures the source cites").
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import type { SocketHooks } from '../exchange.js';

@@ -1,8 +1,8 @@
 // --send-timeout for every connection of a server with one timer: a scan every quarter of the timeout (at most
 // every second) looks for connections whose peer has taken none of the waiting response bytes for that long.
-// A socket timer per connection (socket.setTimeout) costs 2.3-2.5 us to arm and disarm on Node 24 (AMD EPYC), and
-// Node refreshes it on every read and write; watch() and unwatch() here cost 0.16 us together (a Map insert and
-// delete; measured with 1e6 of each).
+// A socket timer per connection (socket.setTimeout) costs an order of magnitude more to arm and disarm, and Node
+// refreshes it on every read and write; watch() and unwatch() here are a Map insert and delete (bench/README.md,
+// "Figures the source cites").
 import type { Socket } from 'node:net';
 import { writeQueueSize } from '../node-internals.js';
 
