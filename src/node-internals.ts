@@ -104,6 +104,11 @@ export function tlsPeerAddress(socket: Socket): string | undefined {
   return socket.remoteAddress ?? (socket as unknown as { _parent?: Socket })._parent?.remoteAddress ?? undefined;
 }
 
+// The light socket (src/server/light-socket.ts) stands in for a net.Socket under http.ServerResponse, so it keeps
+// the fields http reads and writes there as plain fields: `_httpMessage` (assignSocket sets it), `_peername`
+// (setPeer), `_hadError` (http's onFinish emits no 'finish' when set) and `_writableState` (below). Each has its
+// test in test/node-internals.test.ts, checked on Node 20 and 24.
+
 /**
  * A net.Socket's `_writableState`, which http's OutgoingMessage.end writes (`corked = 1`) before its final
  * uncork; the light socket answers with the real socket's once it has one. Checked on Node 20 and 24. If it goes,

@@ -215,6 +215,35 @@ describe('node internals', () => {
     expect(OutgoingMessage.prototype.end.toString()).toContain('_writableState.corked = 1');
   });
 
+  it("_hadError: http's onFinish emits no 'finish' for a response whose socket errored (the light socket sets it)", async () => {
+    const finished = async (hadError: boolean): Promise<boolean> => {
+      const socket = Object.assign(new EventEmitter(), {
+        writable: true,
+        destroyed: false,
+        _hadError: hadError,
+        _httpMessage: null as unknown,
+        _writableState: { corked: 0 },
+        write: (_data: unknown, _encoding: unknown, callback?: () => void) => {
+          if (typeof callback === 'function') process.nextTick(callback);
+          return true;
+        },
+        cork: () => {},
+        uncork: () => {},
+        setTimeout: () => {},
+        destroy: () => {},
+      });
+      const res = new ServerResponse(new IncomingMessage(new net.Socket()));
+      res.assignSocket(socket as unknown as net.Socket);
+      let finish = false;
+      res.on('finish', () => (finish = true));
+      res.end('done');
+      await new Promise((resolve) => setImmediate(resolve));
+      return finish;
+    };
+    expect(await finished(false)).toBe(true);
+    expect(await finished(true)).toBe(false);
+  });
+
   it("_handle in listen options: net.Server.listen reads options._handle before options.handle", () => {
     const handle = { fd: 3 };
     expect(listenHandleOf({ _handle: handle, handle: { fd: 4 } })).toBe(handle);
