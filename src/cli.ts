@@ -7,7 +7,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { configPath, formatConfig, readConfigFile, resolveConfig } from './config.js';
 import { UwsgiError, isUwsgiError } from './errors.js';
 import { createLogger } from './log.js';
-import { OPTIONS, defaultOptions, type Options } from './options.js';
+import { OPTIONS, type Options } from './options.js';
 import { runMaster } from './master/master.js';
 import { activateSockets } from './ops/activation.js';
 
@@ -30,15 +30,6 @@ export function buildProgram(): Command {
     program.addOption(option);
   }
   return program;
-}
-
-/** Options from parsed flags, defaults for the rest (without the environment or a config file: see config.ts). */
-export function optionsFrom(parsed: Record<string, unknown>): Options {
-  const options = defaultOptions() as unknown as Record<string, unknown>;
-  for (const spec of OPTIONS) {
-    if (parsed[spec.name] !== undefined) options[spec.name] = parsed[spec.name];
-  }
-  return options as unknown as Options;
 }
 
 /** Subcommands, each a module in src/commands/ exporting run(args) -> exit code; loaded only when used. An app

@@ -9,6 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { UwsgiError, isUwsgiError } from './errors.js';
+import { describeValue } from './values.js';
 import { OPTIONS, defaultOptions, formatSocketAddress, formatSslSocket, type OptionSpec, type Options, type SocketAddress, type SslSocket } from './options.js';
 
 export type Source = 'default' | 'file' | 'environment' | 'command line';
@@ -233,10 +234,10 @@ function lineOf(text: string, key: string): number | undefined {
   return index === -1 ? undefined : index + 1;
 }
 
+/** TOML's words for its values: every object that is not an array or a date is a table. */
 function describe(value: unknown): string {
-  if (Array.isArray(value)) return 'an array';
-  if (value !== null && typeof value === 'object') return value instanceof Date || value.constructor?.name === 'TomlDate' ? 'a date' : 'a table';
-  return `${typeof value} ${JSON.stringify(value)}`;
+  const described = describeValue(value);
+  return described.startsWith('an object') ? 'a table' : described;
 }
 
 /** The candidate closest to `word` by edit distance (case-insensitive), for "did you mean"; a candidate that the

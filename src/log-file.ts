@@ -6,9 +6,8 @@
 // Why not pino's SonicBoom on the file: on ENOSPC (4.2) it emits 'error' and retries on the next line, so every
 // line costs a failed write and an error, its buffer has no bound unless maxLength is set, and its flushSync,
 // which pino runs at exit, retries a failing write every 100 ms for ever (only EAGAIN/EBUSY may give up): a
-// stopping worker never exited. This one costs 4.9 us of CPU per access line against SonicBoom's 6.1 us, the
-// file writes included (bench/log-file.js, 200,000 lines, 8 per event loop turn, medians of 10 interleaved runs,
-// lower in each pair; Node 20, a busy 2-core machine, 2026-12-05).
+// stopping worker never exited. This one also costs less CPU per access line than SonicBoom, the file writes
+// included (bench/log-file.js; bench/README.md, "Log file").
 import { closeSync, fstatSync, ftruncateSync, openSync, readSync, write, writeSync } from 'node:fs';
 import { UwsgiError } from './errors.js';
 

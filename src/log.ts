@@ -6,8 +6,7 @@
 // Pretty output goes through pino-pretty's prettyFactory in this thread, not its worker-thread transport: one
 // formatting call per line, no thread per process (master and every worker), nothing lost at process.exit, and
 // the --log-file stream stays ours to reopen. Pretty is for a developer's terminal; production logs are JSON:
-// an access line costs 44-72 us pretty against 9-12 us as JSON (100,000 lines to /dev/null, Node 20, a busy
-// 2-core machine, 2026-11-30).
+// an access line costs several times more pretty than as JSON (bench/README.md, "Figures the source cites").
 import pino, { type DestinationStream, type Logger } from 'pino';
 import { prettyFactory } from 'pino-pretty';
 import { LogFile } from './log-file.js';

@@ -1,5 +1,5 @@
 // The one options table: each option is declared once, as data (flag, environment variable, default, check,
-// help), and feeds the CLI, the docs and, later, the config file. Unknown or invalid values are errors.
+// help), and feeds the CLI, the docs and the config file (config.ts). Unknown or invalid values are errors.
 import { UwsgiError } from './errors.js';
 import { isIP } from 'node:net';
 import { MAX_VARS_SIZE, DEFAULT_MAX_VARS } from './protocol/decoder.js';
@@ -25,7 +25,7 @@ export type AcceptMode = (typeof ACCEPT_MODES)[number];
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 /** --log-buffer's default: 16 MiB of lines held while --log-file cannot be written or falls behind (some 80,000 access
- * lines): a burst on a slow but healthy disk drops nothing (4 MiB dropped lines in 1 of 15 benchmark runs). */
+ * lines): a burst on a slow but healthy disk drops nothing (a 4 MiB buffer dropped lines: bench/README.md, "Log file"). */
 export const DEFAULT_LOG_BUFFER = 16 * 1024 ** 2;
 export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
 export type LogFormat = (typeof LOG_FORMATS)[number];
@@ -429,13 +429,19 @@ export function formatSocketAddress(address: SocketAddress): string {
 /** A Unix socket or a loopback TCP address: the stats and metrics listeners have no access control of their own. */
 function localAddress(option: string, raw: string): SocketAddress {
   const address = parseSocketAddress(raw);
-  if (address.kind === 'tcp' && !['127.0.0.1', '::1', 'localhost'].includes(address.host) && !address.host.startsWith('127.')) {
+  if (address.kind === 'tcp' && !isLoopbackHost(address.host)) {
     invalid(option, raw, 'a Unix socket or a loopback address (127.0.0.1:port, [::1]:port): it has no access control');
   }
   return address;
 }
 
-function invalid(option: string, value: string, detail: string): never {
+/** localhost, ::1 or 127.0.0.0/8: the hosts whose TCP sockets only this machine reaches. */
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/** ERR_OPTION_INVALID for `option`'s `value`, which should have been `detail`. */
+export function invalid(option: string, value: string, detail: string): never {
   throw new UwsgiError('ERR_OPTION_INVALID', { option, value: JSON.stringify(value), detail: `expected ${detail}` });
 }
 

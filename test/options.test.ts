@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isUwsgiError } from '../src/errors.js';
-import { OPTIONS, defaultOptions, formatSocketAddress, parseSocketAddress } from '../src/options.js';
+import { OPTIONS, defaultOptions, formatSocketAddress, isLoopbackHost, parseSocketAddress } from '../src/options.js';
 
 function codeOf(fn: () => unknown): string | undefined {
   try {
@@ -50,5 +50,13 @@ describe('the options table', () => {
     expect(spec('socket').parse('/a.sock', [{ kind: 'fd', fd: 3 }])).toEqual([{ kind: 'fd', fd: 3 }, { kind: 'unix', path: '/a.sock' }]);
     expect(spec('log-buffer').parse('1m', 0)).toBe(1024 * 1024);
     expect(() => spec('log-buffer').parse('0', 0)).toThrow(/"0" for --log-buffer: expected a size of at least 64k/);
+  });
+});
+
+describe('isLoopbackHost', () => {
+  it('is true of localhost, ::1 and 127.0.0.0/8 only', () => {
+    expect(['localhost', '::1', '127.0.0.1', '127.1.2.3'].map(isLoopbackHost)).toEqual([true, true, true, true]);
+    // The stats listener's copy let '127.example.com' through.
+    expect(['127.example.com', '0.0.0.0', '::', '10.0.0.1', 'example.org', '128.0.0.1'].map(isLoopbackHost)).toEqual([false, false, false, false, false, false]);
   });
 });

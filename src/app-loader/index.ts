@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import { dirname, extname, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { UwsgiError } from '../errors.js';
+import { describeValue, isThenable } from '../values.js';
 import { taggedInterface, type InterfaceName } from './mark.js';
 import { locateError } from './trace.js';
 
@@ -269,10 +270,6 @@ function listenHint(appListens: readonly string[]): string {
   return `the module called listen() on ${appListens.join(', ')}: export the app (or the server) instead, and node-uwsgi serves it on its own sockets`;
 }
 
-function isThenable(value: unknown): boolean {
-  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
-}
-
 function isAsyncFunction(value: unknown): boolean {
   return Object.prototype.toString.call(value) === '[object AsyncFunction]';
 }
@@ -357,16 +354,10 @@ function looksLikeApp(value: Record<string, unknown>): boolean {
   return hasMethod(value, 'fetch') || hasMethod(value, 'callback') || taggedInterface(value) !== undefined;
 }
 
+/** describeValue, with an object's first keys: what an export that is not an app holds. */
 function kindOf(value: unknown): string {
-  if (value === null) return 'null';
-  if (isThenable(value)) return 'a promise';
-  if (typeof value === 'function') return `a function of ${value.length} parameter${value.length === 1 ? '' : 's'}`;
-  if (typeof value === 'object') {
-    const keys = Object.keys(value).slice(0, 8);
-    const ctor = (value as { constructor?: { name?: string } }).constructor?.name;
-    return `an object${ctor && ctor !== 'Object' ? ` (${ctor})` : ''} with keys [${keys.join(', ')}]`;
-  }
-  return `a ${typeof value}`;
+  const described = describeValue(value);
+  return described.startsWith('an object') ? `${described} with keys [${Object.keys(value as object).slice(0, 8).join(', ')}]` : described;
 }
 
 function messageOf(err: unknown): string {

@@ -6,7 +6,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { UwsgiError } from '../errors.js';
-import { OPTIONS, formatSocketAddress, parseSocketAddress, type SocketAddress } from '../options.js';
+import { OPTIONS, formatSocketAddress, invalid, parseSocketAddress, type SocketAddress } from '../options.js';
 
 /** nginx/ of this installed package (dist/commands/ and src/commands/ are both two levels down). */
 const SHIPPED = fileURLToPath(new URL('../../nginx/', import.meta.url));
@@ -285,10 +285,6 @@ function quote(value: string): string {
 
 function shellQuote(arg: string): string {
   return /^[A-Za-z0-9_./:=@%+,-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", "'\\''")}'`;
-}
-
-function invalid(option: string, value: string, detail: string): never {
-  throw new UwsgiError('ERR_OPTION_INVALID', { option, value: JSON.stringify(value), detail: `expected ${detail}` });
 }
 
 /** --upstream's `host:port,host:port...`. */

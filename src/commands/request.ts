@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import { Command, CommanderError, Option } from 'commander';
 import { UwsgiError } from '../errors.js';
-import { formatSocketAddress, parseSocketAddress, type SocketAddress } from '../options.js';
+import { formatSocketAddress, invalid, parseSocketAddress, type SocketAddress } from '../options.js';
 import { encodeRequestHead } from '../protocol/encoder.js';
 import { cgiVars } from '../server/http.js';
 
@@ -255,8 +255,4 @@ function badResponse(address: string, head: Buffer, code?: string): UwsgiError {
 
 function latin1(value: string): string {
   return Buffer.from(value, 'utf8').toString('latin1');
-}
-
-function invalid(option: string, value: string, detail: string): never {
-  throw new UwsgiError('ERR_OPTION_INVALID', { option, value: JSON.stringify(value), detail: `expected ${detail}` });
 }

@@ -1,8 +1,7 @@
 // The Request a fetch app gets: by default a light one (`instanceof Request`) whose url, method, headers and
 // signal come straight from the vars and the exchange, whose text(), json(), arrayBuffer() and bytes() read the
 // connection's stream directly, and which builds the real platform Request only when asked for anything else
-// (body, blob(), clone()...): 3.4 µs less CPU per GET on Node 24 in the adapter alone, 17 µs per JSON POST
-// (bench/README.md, "Fetch adapter"). A light request is no platform object, so the platform's own
+// (body, blob(), clone()...): less CPU per GET and more per JSON POST saved (bench/README.md, "Fetch adapter"). A light request is no platform object, so the platform's own
 // `new Request(request)` and `fetch(request)` cannot read it: node-uwsgi's global Request and fetch (installed by
 // the worker unless --real-request, src/worker/main.ts) take it, and the adapter makes light requests only while
 // they are installed. After @hono/node-server's src/request.ts.
@@ -20,7 +19,7 @@ const kSource = Symbol('uwsgi.exchange');
 
 /**
  * The real Request, constructed without a `signal` in its init. A Request given a signal makes one of its own that
- * follows it (a listener, a WeakRef and a FinalizationRegistry entry): 11 µs of the 16 µs a Request cost, Node 24
+ * follows it (a listener, a WeakRef and a FinalizationRegistry entry): most of what a Request costs
  * (bench/README.md, "Fetch adapter"). Its `signal` is the exchange's own, made only when read, aborted when the
  * peer goes away. Copies (`new Request(request)`, `clone()`) get a signal of their own that does not follow.
  */

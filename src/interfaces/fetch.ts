@@ -4,10 +4,11 @@
 // backpressure.
 import { UwsgiError } from '../errors.js';
 import type { Exchange, ExchangeHandler, HeaderList } from '../exchange.js';
+import { queuedBody } from '../node-internals.js';
 import { requestLineOf } from '../protocol/vars.js';
+import { describeValue } from '../values.js';
 import { headersOf, LIGHT_METHODS, lightRequest, lightRequestsAccepted, realRequest, type RequestSource } from './fetch-request.js';
 import { lightParts, TEXT, type LightParts } from './fetch-response.js';
-import { queuedBody } from './stream-internals.js';
 
 type FetchFunction = (request: Request) => Response | Promise<Response>;
 export type FetchApp = FetchFunction | { fetch: FetchFunction };
@@ -66,7 +67,7 @@ async function serveFetch(call: FetchFunction, exchange: Exchange, light: boolea
   const request = buildRequest(exchange, light);
   const response: unknown = await call(request);
   if (!(response instanceof Response)) {
-    throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: `a fetch handler returned ${typeName(response)}, not a Response` });
+    throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: `a fetch handler returned ${describeValue(response)}, not a Response` });
   }
   const parts = lightParts(response);
   if (parts !== undefined) {
@@ -127,7 +128,7 @@ async function pump(body: ReadableStream<Uint8Array>, exchange: Exchange): Promi
       if (done) return;
       if (exchange.signal.aborted) return;
       if (!(value instanceof Uint8Array)) {
-        throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: `a Response body chunk is ${typeName(value)}, not bytes` });
+        throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: `a Response body chunk is ${describeValue(value)}, not bytes` });
       }
       if (!exchange.response.write(value)) await exchange.response.drain();
     }
@@ -138,10 +139,4 @@ async function pump(body: ReadableStream<Uint8Array>, exchange: Exchange): Promi
     exchange.signal.removeEventListener('abort', onAbort);
     reader.releaseLock();
   }
-}
-
-function typeName(value: unknown): string {
-  if (value === null) return 'null';
-  if (typeof value === 'object') return `an object (${value.constructor?.name ?? 'no prototype'})`;
-  return typeof value;
 }

@@ -4,11 +4,9 @@ import { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { Exchange, ExchangeHandler, SocketHooks } from '../exchange.js';
+import { addHeaderLines, clearNeedDrain, dumpUnread, markClosed, markConsuming, setPeer } from '../node-internals.js';
 import { requestLineOf } from '../protocol/vars.js';
-
-interface AddHeaderLines {
-  _addHeaderLines(headers: string[], n: number): void;
-}
+import { isThenable } from '../values.js';
 
 export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => unknown;
 /** What http.Server's 'upgrade' listeners take: the request, the raw connection, the bytes after the head. */
@@ -19,7 +17,7 @@ export type UpgradeHandler = (req: IncomingMessage, socket: Socket, head: Buffer
 // (IncomingMessage's _read resumes the socket, not the body stream: a body past the buffers then never arrives;
 // ServerResponse's writeEarlyHints sends a real 103). So the adapter's behaviour lives in own properties of each
 // instance, which no prototype swap touches. Plain instances with four own properties cost no more to make than
-// the subclasses did (about 0.3 us a pair either way; bench/node-objects.js, bench/README.md).
+// the subclasses did (bench/node-objects.js; bench/README.md, "Node adapter objects").
 
 /** Where the adapter's own properties find their exchange (the body to resume, the logger). */
 const kExchange = Symbol('node-uwsgi.exchange');
@@ -28,6 +26,7 @@ type UwsgiIncomingMessage = IncomingMessage & { [kExchange]: Exchange };
 
 /** req._read: the request's bytes come from the exchange body, not from Node's HTTP parser. */
 function readBody(this: UwsgiIncomingMessage): void {
+  markConsuming(this);
   const exchange = this[kExchange];
   // Without a body the request was ended at once; `body` would make a stream for nothing.
   if (exchange.contentLength > 0 && exchange.bodyBytes === undefined) exchange.body.resume();
@@ -109,7 +108,7 @@ function incomingMessage(exchange: Exchange, socket: Socket): UwsgiIncomingMessa
   }
   // What Node's own parser calls: req.headers and req.headersDistinct are then built lazily from rawHeaders,
   // with Node's rules for repeated names (cookie joined with '; ', set-cookie kept as an array...).
-  (req as unknown as AddHeaderLines)._addHeaderLines(line.headers, line.headers.length);
+  addHeaderLines(req, line.headers);
   const whole = exchange.bodyBytes;
   if (whole !== undefined) {
     req.push(whole);
@@ -231,45 +230,25 @@ class NodeCall implements SocketHooks {
   }
 }
 
-interface NodeInternals {
-  _consuming?: boolean;
-  _dump?: () => void;
-  _closed?: boolean;
-}
-
 /**
  * What http.Server does once a response has finished (resOnFinish): a request body nobody reads is dumped (a
  * body-less request then ends and emits 'close'), and the response emits 'close' on the next tick. Fastify's
  * and pino-http's hooks listen for them.
  */
 function afterFinish(req: IncomingMessage, res: ServerResponse): void {
-  const incoming = req as IncomingMessage & NodeInternals;
-  if (!incoming._consuming && !req.readableFlowing) incoming._dump?.();
+  dumpUnread(req);
   process.nextTick(emitClose, res);
 }
 
-function emitClose(res: ServerResponse & NodeInternals): void {
-  if (res._closed) return;
-  res._closed = true;
+function emitClose(res: ServerResponse): void {
+  if (!markClosed(res)) return;
   (res as { destroyed: boolean }).destroyed = true;
   res.emit('close');
 }
 
-let needDrainSymbol: symbol | undefined;
-
-/** Resets ServerResponse's internal need-drain flag, as Node's socketOnDrain does (writableNeedDrain reads it). */
-function clearNeedDrain(res: ServerResponse): void {
-  needDrainSymbol ??= Object.getOwnPropertySymbols(res).find((sym) => sym.description === 'kNeedDrain');
-  if (needDrainSymbol !== undefined) (res as unknown as Record<symbol, boolean>)[needDrainSymbol] = false;
-}
-
 /** The client's address and scheme as nginx saw them, where Express, Koa and Fastify read them. */
 function exposePeer(socket: Socket, address: string | undefined, port: number | undefined, https: boolean): void {
-  // net.Socket's remoteAddress, remotePort and remoteFamily read the peer from its _peername cache (Node 12 to
-  // 24); filling the cache is a plain field write where defineProperty on every socket costs far more.
-  if (address !== undefined) {
-    (socket as unknown as { _peername: unknown })._peername = { address, port, family: address.includes(':') ? 'IPv6' : 'IPv4' };
-  }
+  if (address !== undefined) setPeer(socket, address, port);
   // req.secure (Express), ctx.protocol (Koa) and request.protocol (Fastify) read socket.encrypted. A TLSSocket
   // (--ssl-socket) says true of itself: that is the hop from nginx, not the client's scheme.
   const sock = socket as unknown as { encrypted?: boolean };
@@ -286,8 +265,4 @@ function pipeBody(body: Readable, req: IncomingMessage): void {
     req.push(null);
   });
   body.once('error', (err) => req.destroy(err));
-}
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return typeof value === 'object' && value !== null && typeof (value as PromiseLike<unknown>).then === 'function';
 }

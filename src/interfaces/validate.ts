@@ -3,19 +3,19 @@
 // so a broken app fails loudly in development instead of half-working behind nginx.
 import { Readable } from 'node:stream';
 import { UwsgiError } from '../errors.js';
-import { describe, type Environ, type StartResponse, type WsgiApp, type WsgiBody, type WsgiChunk, type WsgiWrite } from './wsgi.js';
+import { HOP_BY_HOP, TOKEN } from '../protocol/headers.js';
+import { describeValue } from '../values.js';
+import { type Environ, type StartResponse, type WsgiApp, type WsgiBody, type WsgiChunk, type WsgiWrite } from './wsgi.js';
 
 const REQUIRED = ['REQUEST_METHOD', 'SCRIPT_NAME', 'PATH_INFO', 'SERVER_NAME', 'SERVER_PORT', 'SERVER_PROTOCOL'];
 const WSGI_KEYS = ['wsgi.version', 'wsgi.url_scheme', 'wsgi.input', 'wsgi.errors', 'wsgi.multithread', 'wsgi.multiprocess', 'wsgi.run_once'];
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 function fail(detail: string): never {
   throw new UwsgiError('ERR_WSGI_VALIDATION', { detail });
 }
 
 export function validator(app: WsgiApp): WsgiApp {
-  if (typeof app !== 'function') fail(`validator() needs a WSGI app function, got ${describe(app)}`);
+  if (typeof app !== 'function') fail(`validator() needs a WSGI app function, got ${describeValue(app)}`);
   return async (environ, startResponse) => {
     checkEnviron(environ);
     let started = false;
@@ -34,30 +34,30 @@ export function validator(app: WsgiApp): WsgiApp {
       return checkedWrite;
     };
     const body = await app(environ, checkedStart);
-    if (body === undefined || body === null) fail(`the app returned ${describe(body)}: return a body (an empty list for none)`);
+    if (body === undefined || body === null) fail(`the app returned ${describeValue(body)}: return a body (an empty list for none)`);
     if (typeof body !== 'string' && !(body instanceof Uint8Array) && typeof body === 'object') {
-      if (!(Symbol.iterator in body) && !(Symbol.asyncIterator in body)) fail(`the app returned ${describe(body)}, which is not iterable`);
+      if (!(Symbol.iterator in body) && !(Symbol.asyncIterator in body)) fail(`the app returned ${describeValue(body)}, which is not iterable`);
     }
     return checkBody(body, () => started);
   };
 }
 
 function checkEnviron(environ: Environ): void {
-  if (environ === null || typeof environ !== 'object') fail(`environ is ${describe(environ)}, not an object`);
+  if (environ === null || typeof environ !== 'object') fail(`environ is ${describeValue(environ)}, not an object`);
   for (const key of REQUIRED) {
-    if (typeof environ[key] !== 'string') fail(`environ.${key} is ${describe(environ[key])}, not a string`);
+    if (typeof environ[key] !== 'string') fail(`environ.${key} is ${describeValue(environ[key])}, not a string`);
   }
   for (const key of WSGI_KEYS) if (!(key in environ)) fail(`environ lacks ${key}`);
   for (const key of ['HTTP_CONTENT_TYPE', 'HTTP_CONTENT_LENGTH']) {
     if (key in environ) fail(`environ has ${key}: it belongs in ${key.slice(5)} (PEP 3333)`);
   }
   for (const [key, value] of Object.entries(environ)) {
-    if (!key.includes('.') && typeof value !== 'string') fail(`environ.${key} is ${describe(value)}: CGI variables are strings`);
+    if (!key.includes('.') && typeof value !== 'string') fail(`environ.${key} is ${describeValue(value)}: CGI variables are strings`);
   }
   const version = environ['wsgi.version'];
-  if (!Array.isArray(version) || version[0] !== 1) fail(`wsgi.version is ${describe(version)}, not [1, 0]`);
+  if (!Array.isArray(version) || version[0] !== 1) fail(`wsgi.version is ${describeValue(version)}, not [1, 0]`);
   const scheme = environ['wsgi.url_scheme'];
-  if (scheme !== 'http' && scheme !== 'https') fail(`wsgi.url_scheme is ${describe(scheme)}, not "http" or "https"`);
+  if (scheme !== 'http' && scheme !== 'https') fail(`wsgi.url_scheme is ${describeValue(scheme)}, not "http" or "https"`);
   if (!(environ['wsgi.input'] instanceof Readable)) fail('wsgi.input is not a Readable');
   const errors = environ['wsgi.errors'] as { write?: unknown } | undefined;
   if (typeof errors?.write !== 'function') fail('wsgi.errors has no write()');
@@ -69,19 +69,19 @@ function checkEnviron(environ: Environ): void {
 }
 
 function checkStatus(status: unknown): void {
-  if (typeof status !== 'string') fail(`status ${describe(status)} is not a string`);
+  if (typeof status !== 'string') fail(`status ${describeValue(status)} is not a string`);
   const match = /^([0-9]{3}) (.+)$/.exec(status);
   if (match === null) fail(`status ${JSON.stringify(status)} is not "NNN Reason" (three digits, a space, a reason)`);
   if (Number(match[1]) < 200) fail(`status ${match[1]} is a 1xx: a final status is required`);
 }
 
 function checkHeaders(headers: unknown, status: string): void {
-  if (!Array.isArray(headers)) fail(`headers ${describe(headers)} are not an array of [name, value] pairs`);
+  if (!Array.isArray(headers)) fail(`headers ${describeValue(headers)} are not an array of [name, value] pairs`);
   let contentType = false;
   for (const header of headers as unknown[]) {
-    if (!Array.isArray(header) || header.length !== 2) fail(`header ${describe(header)} is not a [name, value] pair`);
+    if (!Array.isArray(header) || header.length !== 2) fail(`header ${describeValue(header)} is not a [name, value] pair`);
     const [name, value] = header as unknown[];
-    if (typeof name !== 'string' || typeof value !== 'string') fail(`header ${describe(header)} must be two strings`);
+    if (typeof name !== 'string' || typeof value !== 'string') fail(`header ${describeValue(header)} must be two strings`);
     if (!TOKEN.test(name)) fail(`header name ${JSON.stringify(name)} is not a token`);
     if (name.toLowerCase() === 'status') fail('a "Status" header is not allowed: the status goes in startResponse');
     if (HOP_BY_HOP.has(name.toLowerCase())) fail(`header ${name} is hop-by-hop: the server owns it (PEP 3333)`);
@@ -95,7 +95,7 @@ function checkHeaders(headers: unknown, status: string): void {
 }
 
 function checkChunk(data: unknown, where: string): asserts data is WsgiChunk {
-  if (typeof data !== 'string' && !(data instanceof Uint8Array)) fail(`${where} got ${describe(data)}, not a string or bytes`);
+  if (typeof data !== 'string' && !(data instanceof Uint8Array)) fail(`${where} got ${describeValue(data)}, not a string or bytes`);
 }
 
 /** Wraps the body so each chunk is checked and startResponse is known to have come first. */

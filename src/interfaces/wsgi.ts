@@ -6,7 +6,8 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { UwsgiError } from '../errors.js';
 import type { Exchange, ExchangeHandler, HeaderList } from '../exchange.js';
-import { getVar, joinerOf, schemeOf } from '../protocol/vars.js';
+import { getVar, hostName, joinerOf, percentDecode, schemeOf } from '../protocol/vars.js';
+import { describeValue, isThenable } from '../values.js';
 
 export type WsgiChunk = string | Uint8Array;
 export type WsgiBody = WsgiChunk | Iterable<WsgiChunk> | AsyncIterable<WsgiChunk> | Readable;
@@ -49,7 +50,7 @@ export function buildEnviron(exchange: Pick<Exchange, 'vars' | 'body' | 'log' | 
   }
   environ.QUERY_STRING ??= queryOf(environ.REQUEST_URI as string | undefined);
   environ.SERVER_PROTOCOL ??= 'HTTP/1.1';
-  environ.SERVER_NAME ??= hostName(getVar(vars, 'HTTP_HOST')) ?? 'localhost';
+  environ.SERVER_NAME ??= hostName(getVar(vars, 'HTTP_HOST') ?? '') || 'localhost';
   environ.SERVER_PORT ??= scheme === 'https' ? '443' : '80';
   environ['wsgi.version'] = WSGI_VERSION;
   environ['wsgi.url_scheme'] = scheme;
@@ -204,7 +205,7 @@ class WsgiCall {
         if (this.pending !== undefined && !this.sent) addLength(this.pending.headers, body);
         await this.write(body);
       } else if (body === null || typeof body !== 'object') {
-        throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: `a WSGI app returned ${describe(body)}, not a body (string, bytes, iterable)` });
+        throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: `a WSGI app returned ${describeValue(body)}, not a body (string, bytes, iterable)` });
       } else {
         // gunicorn's shortcut: a body known in full gets a Content-Length, so nginx need not wait for the close.
         if (this.pending !== undefined && !this.sent) addLength(this.pending.headers, body);
@@ -213,7 +214,7 @@ class WsgiCall {
         } else if (Symbol.iterator in body) {
           for (const chunk of body) await this.write(chunk);
         } else {
-          throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: `a WSGI app returned ${describe(body)}, not a body (string, bytes, iterable)` });
+          throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: `a WSGI app returned ${describeValue(body)}, not a body (string, bytes, iterable)` });
         }
       }
       this.end();
@@ -237,9 +238,6 @@ class WsgiCall {
   }
 }
 
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return typeof value === 'object' && value !== null && typeof (value as PromiseLike<unknown>).then === 'function';
-}
 
 function addLength(headers: HeaderList, body: WsgiBody): void {
   for (let i = 0; i < headers.length; i++) if (headers[i]![0].toLowerCase() === 'content-length') return;
@@ -259,15 +257,15 @@ function addLength(headers: HeaderList, body: WsgiBody): void {
 function parseStart(status: unknown, headers: unknown): { status: number; reason: string | undefined; headers: HeaderList } {
   const match = typeof status === 'string' ? splitStatus(status) : null;
   if (match === null) {
-    throw new UwsgiError('ERR_WSGI_START_RESPONSE', { detail: `status ${describe(status)} is not a string like "200 OK"` });
+    throw new UwsgiError('ERR_WSGI_START_RESPONSE', { detail: `status ${describeValue(status)} is not a string like "200 OK"` });
   }
   if (!Array.isArray(headers)) {
-    throw new UwsgiError('ERR_WSGI_START_RESPONSE', { detail: `headers ${describe(headers)} are not a list of [name, value] pairs` });
+    throw new UwsgiError('ERR_WSGI_START_RESPONSE', { detail: `headers ${describeValue(headers)} are not a list of [name, value] pairs` });
   }
   const list: HeaderList = [];
   for (const header of headers as unknown[]) {
     if (!Array.isArray(header) || header.length !== 2 || typeof header[0] !== 'string' || typeof header[1] !== 'string') {
-      throw new UwsgiError('ERR_WSGI_START_RESPONSE', { detail: `header ${describe(header)} is not a [name, value] pair of strings` });
+      throw new UwsgiError('ERR_WSGI_START_RESPONSE', { detail: `header ${describeValue(header)} is not a [name, value] pair of strings` });
     }
     list.push([header[0], header[1]]);
   }
@@ -290,32 +288,16 @@ function splitStatus(status: string): [string, string, string | undefined] | nul
 function toBytes(data: unknown): Uint8Array {
   if (typeof data === 'string') return Buffer.from(data, 'utf8');
   if (data instanceof Uint8Array) return data;
-  throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: `a body chunk is ${describe(data)}, not a string or bytes` });
+  throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: `a body chunk is ${describeValue(data)}, not a string or bytes` });
 }
 
 function pathOf(requestUri: string | undefined, scriptName: string): string {
   if (requestUri === undefined) return '';
   const q = requestUri.indexOf('?');
   // CGI's PATH_INFO is decoded: each %XX becomes the byte, kept as a latin1 string like every other var.
-  let path = Buffer.from(percentDecode(q === -1 ? requestUri : requestUri.slice(0, q))).toString('latin1');
+  let path = percentDecode(q === -1 ? requestUri : requestUri.slice(0, q));
   if (scriptName !== '' && path.startsWith(scriptName)) path = path.slice(scriptName.length);
   return path;
-}
-
-function percentDecode(text: string): Buffer {
-  const bytes = Buffer.from(text, 'latin1');
-  const out = Buffer.alloc(bytes.length);
-  let n = 0;
-  for (let i = 0; i < bytes.length; i++) {
-    const hex = bytes[i] === 0x25 && i + 2 < bytes.length ? bytes.toString('latin1', i + 1, i + 3) : '';
-    if (/^[0-9a-fA-F]{2}$/.test(hex)) {
-      out[n++] = parseInt(hex, 16);
-      i += 2;
-    } else {
-      out[n++] = bytes[i]!;
-    }
-  }
-  return out.subarray(0, n);
 }
 
 function queryOf(requestUri: string | undefined): string {
@@ -323,17 +305,3 @@ function queryOf(requestUri: string | undefined): string {
   return q === -1 ? '' : requestUri!.slice(q + 1);
 }
 
-function hostName(host: string | undefined): string | undefined {
-  if (host === undefined || host === '') return undefined;
-  if (host.startsWith('[')) return host.slice(0, host.indexOf(']') + 1);
-  const colon = host.indexOf(':');
-  return colon === -1 ? host : host.slice(0, colon);
-}
-
-export function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return `an array of ${value.length}`;
-  if (typeof value === 'object') return `an object (${value.constructor?.name ?? 'no prototype'})`;
-  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value);
-  return `${typeof value} ${String(value)}`;
-}

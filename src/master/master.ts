@@ -4,11 +4,9 @@
 // How connections reach workers: a shared listening handle (cluster.SCHED_NONE): each worker accepts on the
 // same socket, so a worker whose event loop is blocked simply stops accepting and the others take its share;
 // with round-robin (SCHED_RR) the master accepts every connection and hands it to the next worker in turn,
-// blocked or not, through an IPC message per connection. Measured with bench/run.js (wrk -c32 through nginx
-// with 2 workers, hello app, 2 workers, Node 24, 2-core machine, 2026-11-30): shared handle 3,722 req/s at
-// 192 us CPU per request, round-robin 1,533 req/s at 511 us (129 us of it in the master): uwsgi opens one
-// connection per request, so round-robin pays a handle transfer per request. bench/README.md, "Workers".
-// Under --harakiri the shared handle also keeps the loss small: 1 failed request of ~5,000 in the test.
+// blocked or not, through an IPC message per connection. uwsgi opens one connection per request, so round-robin
+// pays a handle transfer per request: less than half the throughput at more than twice the CPU (bench/README.md,
+// "Workers"). Under --harakiri the shared handle also keeps the loss small (the harakiri test counts it).
 // NODE_UWSGI_SCHED=rr selects round-robin, for measuring.
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';

@@ -1,10 +1,9 @@
 // What master and workers say to each other over the cluster IPC channel, and how a worker learns its
 // configuration. Types and constants only: both sides import this, nothing else of each other.
 //
-// Serialisation: Node's own JSON IPC, not msgpackr, by measurement (bench/ipc.js, 200,000 heartbeats of ~150
-// bytes, AMD EPYC 2 cores): on Node 24, JSON IPC 94,851 msg/s at 5.05 us of master CPU each; V8 'advanced' IPC
-// 89,471 at 5.67 us; msgpackr buffers over advanced IPC 59,578 at 8.41 us (Node 20: 52,668 / 29,369 / 33,026).
-// The channel's framing dominates; an extra encode/decode step only adds to it.
+// Serialisation: Node's own JSON IPC, not msgpackr, by measurement (bench/ipc.js; bench/README.md, "IPC"): it
+// is the fastest of the three and the cheapest for the master. The channel's framing dominates; an extra
+// encode/decode step only adds to it.
 import type { Options } from '../options.js';
 import type { TlsMaterial } from '../server/tls.js';
 

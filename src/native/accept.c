@@ -319,6 +319,14 @@ static int get_fd(napi_env env, napi_value v) {
   return fd;
 }
 
+/** The fd of a call that takes one (release, close, refuseNew); -1 if it is missing or not an int32. */
+static int fd_arg(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value a[1];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  return argc == 1 ? get_fd(env, a[0]) : -1;
+}
+
 /** listen(fd, onRequest, onAbort, onError): serves the listening socket `fd` (already bound and listening);
  * returns an external to pass to stop(). */
 static napi_value Listen(napi_env env, napi_callback_info info) {
@@ -458,20 +466,14 @@ static napi_value Respond(napi_env env, napi_callback_info info) {
 
 /** release(fd): JavaScript takes the connection over (new net.Socket({ fd })). */
 static napi_value Release(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value a[1];
-  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
-  int fd = argc == 1 ? get_fd(env, a[0]) : -1;
+  int fd = fd_arg(env, info);
   if (fd >= 0) settle(fd);
   return undefined_value(env);
 }
 
 /** close(fd): drops the connection without an answer. */
 static napi_value Close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value a[1];
-  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
-  int fd = argc == 1 ? get_fd(env, a[0]) : -1;
+  int fd = fd_arg(env, info);
   if (fd >= 0) { settle(fd); close(fd); }
   return undefined_value(env);
 }
@@ -584,10 +586,7 @@ static napi_value BindTcp(napi_env env, napi_callback_info info) {
  * upstream with nothing sent, while the queue is served. The filter belongs to the socket, not to this fd: every
  * process holding it sees it. Returns 0, or -errno (a Unix socket: -EINVAL; nothing to do there, unlink does it). */
 static napi_value RefuseNew(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value a[1];
-  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
-  int fd = argc == 1 ? get_fd(env, a[0]) : -1;
+  int fd = fd_arg(env, info);
   if (fd < 0) { napi_throw_type_error(env, NULL, "refuseNew(fd)"); return NULL; }
   int domain = 0;
   socklen_t len = sizeof domain;

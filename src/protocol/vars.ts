@@ -146,3 +146,28 @@ export function schemeOf(
   if (https !== undefined && /^(on|1|yes|true)$/i.test(https)) return 'https';
   return requestScheme?.toLowerCase() === 'https' ? 'https' : 'http';
 }
+
+/**
+ * The name part of a Host header: `[v6]` up to its bracket (kept, as nginx's $host keeps it; a bracket never closed
+ * is kept whole), else up to the first colon.
+ */
+export function hostName(host: string): string {
+  if (host.startsWith('[')) {
+    const end = host.indexOf(']');
+    return end === -1 ? host : host.slice(0, end + 1);
+  }
+  const colon = host.indexOf(':');
+  return colon === -1 ? host : host.slice(0, colon);
+}
+
+const ESCAPE = /%([0-9A-Fa-f]{2})/g;
+
+function byteOf(_whole: string, hex: string): string {
+  return String.fromCharCode(parseInt(hex, 16));
+}
+
+/** Each valid %XX as its byte, kept as a latin1 string like every var (CGI's PATH_INFO, nginx's $document_uri);
+ * an invalid escape stays as it is. */
+export function percentDecode(text: string): string {
+  return text.includes('%') ? text.replace(ESCAPE, byteOf) : text;
+}

@@ -4,7 +4,7 @@
 import { BlockList, isIP, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { UwsgiError } from '../errors.js';
-import { formatSocketAddress, type SocketAddress } from '../options.js';
+import { formatSocketAddress, isLoopbackHost, type SocketAddress } from '../options.js';
 
 /** The allow-list: the entries plus loopback. */
 export function buildAllowList(entries: readonly string[]): BlockList {
@@ -35,10 +35,6 @@ export function admitPeer(list: BlockList | undefined, socket: Socket, log: Logg
   log.warn({ code: err.code, peer }, err.message);
   socket.destroy();
   return false;
-}
-
-function isLoopbackHost(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 /** Refuses to start a non-loopback TCP listener without --allow-from. */

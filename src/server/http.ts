@@ -9,6 +9,7 @@ import { Readable } from 'node:stream';
 import { unlinkSync } from 'node:fs';
 import { codeOf, UwsgiError } from '../errors.js';
 import { formatSocketAddress, type SocketAddress } from '../options.js';
+import { hostName, percentDecode } from '../protocol/vars.js';
 import { lifecycleContext, RequestLifecycle, simpleResponse, SocketLifecycle, type LifecycleContext } from './lifecycle.js';
 import { listenOn } from './listen.js';
 import { admitPeer } from './allow.js';
@@ -86,9 +87,7 @@ function splitTarget(target: string): { path: string; query: string } {
  * segments resolved (never above the root). Invalid escapes are kept as they are.
  */
 export function documentUri(path: string): string {
-  const decoded = path.includes('%')
-    ? path.replace(/%([0-9A-Fa-f]{2})/g, (_whole, hex: string) => String.fromCharCode(parseInt(hex, 16)))
-    : path;
+  const decoded = percentDecode(path);
   const out: string[] = [];
   const segments = decoded.split('/');
   for (let i = 1; i < segments.length; i++) {
@@ -396,12 +395,4 @@ function readWhole(req: IncomingMessage, socket: Socket, limit: number): Promise
   });
 }
 
-function hostName(host: string): string {
-  if (host.startsWith('[')) {
-    const end = host.indexOf(']');
-    return end === -1 ? host : host.slice(0, end + 1);
-  }
-  const colon = host.indexOf(':');
-  return colon === -1 ? host : host.slice(0, colon);
-}
 

@@ -2,11 +2,12 @@
 // http.ServerResponse and IncomingMessage use of their socket (write, cork, the peer's address, 'close', 'drain',
 // setTimeout...) and what Express, Koa, Fastify and NestJS read of it. A response that fits in one write is
 // collected by the native exchange and written by C; one that outgrows it (or waits for a drain) makes the
-// connection a real net.Socket, and from then on this object forwards to it. A net.Socket costs ~20 us per
-// connection in stream machinery; this costs an EventEmitter.
+// connection a real net.Socket, and from then on this object forwards to it. A net.Socket costs its stream
+// machinery per connection; this costs an EventEmitter (bench/README.md, "Figures the source cites").
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import type { SocketHooks } from '../exchange.js';
+import { writableStateOf, type Peer } from '../node-internals.js';
 
 /** What the light socket needs of its exchange (native.ts NativeExchange). */
 export interface LightSocketOwner {
@@ -18,11 +19,6 @@ export interface LightSocketOwner {
   endEarly(): void;
 }
 
-interface Peer {
-  address: string;
-  port: number | undefined;
-  family: string;
-}
 
 type Callback = ((err?: Error | null) => void) | null | undefined;
 
@@ -104,7 +100,7 @@ export class LightSocket extends EventEmitter {
 
   /** http's OutgoingMessage.end sets `_writableState.corked = 1` before its final uncork. */
   get _writableState(): { corked: number } {
-    return this.real !== undefined ? (this.real as unknown as { _writableState: { corked: number } })._writableState : this.state;
+    return this.real !== undefined ? writableStateOf(this.real) : this.state;
   }
 
   write(data: string | Uint8Array, encoding?: BufferEncoding | Callback, callback?: Callback): boolean {

@@ -2,6 +2,7 @@
 import { chmodSync, lstatSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import { UwsgiError } from '../errors.js';
+import { listenOnFd } from '../node-internals.js';
 import { formatSocketAddress, type SocketAddress } from '../options.js';
 
 const ownListeners = new WeakSet<net.Server>();
@@ -85,8 +86,7 @@ export async function listenOn(server: net.Server, address: SocketAddress, chmod
  * setupListenHandle, which cluster workers' listen() skips for fds).
  */
 function listenOnOwnFd(server: net.Server, fd: number, backlog: number): void {
-  const internal = server as unknown as { _listen2(address: null, port: null, addressType: null, backlog: number, fd: number): void };
-  internal._listen2(null, null, null, backlog, fd);
+  listenOnFd(server, fd, backlog);
 }
 
 /** --chmod-socket's mode, or by default the mode the umask gave minus any access for others: whoever can write

@@ -4,12 +4,10 @@ import type { Socket } from 'node:net';
 import { STATUS_CODES } from 'node:http';
 import { UwsgiError } from '../errors.js';
 import type { HeaderList, ResponseSink } from '../exchange.js';
+import { HOP_BY_HOP, TOKEN } from '../protocol/headers.js';
 
-// RFC 9110 token; header values must not carry CR, LF or NUL (response splitting).
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+// Header values must not carry CR, LF or NUL (response splitting).
 const BAD_VALUE = /[\r\n\0]/;
-// Hop-by-hop headers are the server's, not the app's (PEP 3333); the connection's close ends the body.
-const HOP_BY_HOP = new Set(['connection', 'transfer-encoding', 'keep-alive', 'proxy-connection', 'upgrade', 'te', 'trailer']);
 
 // Header names repeat from response to response: each distinct valid one is checked once.
 const validNames = new Set<string>();
@@ -84,10 +82,8 @@ export abstract class FramedResponse {
   }
 }
 
-/** The ResponseSink over a socket: head, then body with backpressure; counts body bytes for the access log. */
+/** The ResponseSink over a socket: head, then body with backpressure. */
 export class SocketResponse extends FramedResponse implements ResponseSink {
-  bodyBytes = 0;
-
   constructor(
     private readonly socket: Socket,
     method: string,
@@ -99,7 +95,6 @@ export class SocketResponse extends FramedResponse implements ResponseSink {
     const length = this.bodyLength(chunk);
     if (length === 0) return true;
     const isString = typeof chunk === 'string';
-    this.bodyBytes += length;
     const socket = this.socket;
     const head = this.pendingHead;
     if (head === undefined) return writeChunk(socket, chunk);

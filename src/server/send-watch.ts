@@ -1,9 +1,10 @@
 // --send-timeout for every connection of a server with one timer: a scan every quarter of the timeout (at most
 // every second) looks for connections whose peer has taken none of the waiting response bytes for that long.
-// A socket timer per connection (socket.setTimeout) costs 2.3-2.5 us to arm and disarm on Node 24 (AMD EPYC), and
-// Node refreshes it on every read and write; watch() and unwatch() here cost 0.16 us together (a Map insert and
-// delete; measured with 1e6 of each).
+// A socket timer per connection (socket.setTimeout) costs an order of magnitude more to arm and disarm, and Node
+// refreshes it on every read and write; watch() and unwatch() here are a Map insert and delete (bench/README.md,
+// "Figures the source cites").
 import type { Socket } from 'node:net';
+import { writeQueueSize } from '../node-internals.js';
 
 /** Told once when the peer of a watched socket stops taking response bytes (lifecycle.ts RequestLifecycle). */
 export interface StallListener {
@@ -17,10 +18,6 @@ interface Watched {
   /** Bytes of the write in progress that libuv still holds: it shrinks as the peer takes part of a big write. */
   queued: number;
   lastProgress: number;
-}
-
-interface LibuvHandle {
-  _handle?: { writeQueueSize?: number } | null;
 }
 
 export class SendWatch {
@@ -62,7 +59,7 @@ export class SendWatch {
     for (const [socket, watched] of this.sockets) {
       const pending = socket.writableLength;
       const taken = socket.bytesWritten - pending;
-      const queued = (socket as unknown as LibuvHandle)._handle?.writeQueueSize ?? 0;
+      const queued = writeQueueSize(socket);
       if (pending === 0 || taken > watched.taken || queued < watched.queued) {
         watched.lastProgress = now;
       } else if (now - watched.lastProgress >= this.timeoutMs) {

@@ -8,6 +8,7 @@ import type { Socket } from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { UwsgiError } from '../errors.js';
+import { tlsPeerAddress } from '../node-internals.js';
 import { formatSocketAddress, type SslSocket } from '../options.js';
 
 export const MIN_TLS_VERSION = 'TLSv1.2';
@@ -159,7 +160,7 @@ export class TlsFront {
   private handshakeFailed(err: NodeJS.ErrnoException, socket: tls.TLSSocket): void {
     if (this.logged.has(socket)) return;
     this.logged.add(socket);
-    const peer = peerOf(socket);
+    const peer = tlsPeerAddress(socket);
     const { cause, quiet } = handshakeCause(err, socket.authorizationError as unknown as string | null | undefined);
     if (quiet) {
       this.log.debug({ peer, address: this.address, tlsError: err.code }, 'the peer closed the connection before its TLS handshake');
@@ -199,8 +200,3 @@ export function handshakeCause(err: NodeJS.ErrnoException, authorizationError: s
   }
 }
 
-/** The peer's address, also once Node has destroyed the TLS socket after refusing its certificate: the plain
- * socket underneath (`_parent`) answered remoteAddress when --allow-from read it, and keeps the answer. */
-function peerOf(socket: tls.TLSSocket): string | undefined {
-  return socket.remoteAddress ?? (socket as unknown as { _parent?: Socket })._parent?.remoteAddress ?? undefined;
-}

@@ -5,6 +5,7 @@
 // them go on. The one patch of the platform in node-uwsgi, made in workers only, before the app is imported;
 // node-uwsgi's own listeners (src/server/listen.ts listenOn) pass through.
 import net from 'node:net';
+import { listenHandleOf } from '../node-internals.js';
 import { isOwnListener } from '../server/listen.js';
 
 export interface AskedListen {
@@ -58,7 +59,7 @@ export function describeListen(args: readonly unknown[]): AskedListen {
     const options = first as Record<string, unknown>;
     if (typeof options.path === 'string') return pipe(options.path);
     if (options.port !== undefined || options.host !== undefined) return tcp(options.port, options.host);
-    const handle = (options.handle ?? options._handle ?? options) as Record<string, unknown>;
+    const handle = listenHandleOf(options);
     if (typeof handle.fd === 'number') return { label: `fd://${handle.fd}`, address: null };
     if (typeof options.fd === 'number') return { label: `fd://${options.fd}`, address: null };
     return tcp(undefined, undefined);

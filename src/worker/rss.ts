@@ -3,8 +3,8 @@
 // says when a heartbeat should go early.
 //
 // Reading RSS (the worker's MemoryReader: a pread of /proc/self/status on a descriptor opened at start, so that
-// it works out of descriptors too) costs a few microseconds (6.5 us, Node 20, 2-core AMD EPYC): too much for every
-// request, nothing for a timer. Every FAR_CHECK_MS, then every NEAR_CHECK_MS from NEAR_FRACTION of the limit on.
+// it works out of descriptors too) costs a few microseconds (bench/README.md, "Figures the source cites"): too
+// much for every request, nothing for a timer. Every FAR_CHECK_MS, then every NEAR_CHECK_MS from NEAR_FRACTION of the limit on.
 
 export const FAR_CHECK_MS = 100;
 export const NEAR_CHECK_MS = 10;

@@ -524,7 +524,7 @@ describe('detection, in README order', () => {
   it('row 9: a number is ERR_APP_INTERFACE_UNKNOWN, naming its type', async () => {
     const err = await rejection(loadApp('./shapes.mjs:aNumber', auto), 'ERR_APP_INTERFACE_UNKNOWN');
     expect(err.message).toBe(
-      `cannot tell which interface the app ${join(fixtures, 'shapes.mjs')}:aNumber speaks (it is a number); pass --interface wsgi|node|fetch`,
+      `cannot tell which interface the app ${join(fixtures, 'shapes.mjs')}:aNumber speaks (it is number 42); pass --interface wsgi|node|fetch`,
     );
   });
 
@@ -629,7 +629,7 @@ describe('hints for the usual mistakes', () => {
     const options: LoadOptions = { cwd: dir, interface: 'auto', appListens: ['localhost:3000', '[::1]:3000'] };
     const err = await rejection(loadApp('./app.mjs', options), 'ERR_APP_INTERFACE_UNKNOWN');
     expect(err.message).toBe(
-      `cannot tell which interface the app ${join(dir, 'app.mjs')}:default speaks (it is a string); ` +
+      `cannot tell which interface the app ${join(dir, 'app.mjs')}:default speaks (it is "http://127.0.0.1:3000"); ` +
         'the module called listen() on localhost:3000, [::1]:3000: export the app (or the server) instead, and node-uwsgi serves it on its own sockets',
     );
   });

@@ -319,6 +319,8 @@ describe('validator()', () => {
   it.each([
     ['a status without a reason', (sr: Parameters<WsgiApp>[1]) => { sr('200', []); return ['x']; }, /NNN Reason/],
     ['a hop-by-hop header', (sr: Parameters<WsgiApp>[1]) => { sr('200 OK', [['Connection', 'keep-alive']]); return ['x']; }, /hop-by-hop/],
+    // The writer drops Proxy-Connection (RFC 9110's connection-specific fields, src/protocol/headers.ts): the validator says so.
+    ['a Proxy-Connection header', (sr: Parameters<WsgiApp>[1]) => { sr('200 OK', [['Proxy-Connection', 'close']]); return ['x']; }, /hop-by-hop/],
     ['a Status header', (sr: Parameters<WsgiApp>[1]) => { sr('200 OK', [['Status', '200']]); return ['x']; }, /Status/],
     ['a non-string header value', (sr: Parameters<WsgiApp>[1]) => { sr('200 OK', [['X-N', 5 as never]]); return ['x']; }, /two strings/],
     ['a body chunk that is a number', (sr: Parameters<WsgiApp>[1]) => { sr('200 OK', []); return [7 as never]; }, /not a string or bytes/],

@@ -2,6 +2,7 @@
 // packets and on the vars a front server configured otherwise might send.
 import { describe, expect, it } from 'vitest';
 import { getVar, requestLineOf, schemeOf, varsToRecord } from '../../src/protocol/index.js';
+import { hostName, percentDecode } from '../../src/protocol/vars.js';
 import { decodeChunks, pairs, readFixture } from './helpers.js';
 
 function fixtureHead(file: string): { vars: string[]; contentLength: number } {
@@ -206,5 +207,35 @@ describe('requestLineOf', () => {
     expect(line.httpVersion).toBe('1.0');
     expect(line.remoteAddress).toBe('::1');
     expect(line.remotePort).toBeUndefined();
+  });
+});
+
+describe('hostName', () => {
+  it.each([
+    ['example.org', 'example.org'],
+    ['example.org:8080', 'example.org'],
+    ['[::1]', '[::1]'],
+    ['[::1]:8080', '[::1]'],
+    ['[2001:db8::1]:443', '[2001:db8::1]'],
+    // A bracket never closed is kept whole: no name is cut out of it (the wsgi copy gave '' here).
+    ['[::1', '[::1'],
+    ['', ''],
+    [':8080', ''],
+  ])('%j -> %j', (host, name) => {
+    expect(hostName(host)).toBe(name);
+  });
+});
+
+describe('percentDecode', () => {
+  it.each([
+    ['/plain', '/plain'],
+    ['/a%20b', '/a b'],
+    ['/%41%6a', '/Aj'],
+    // UTF-8 bytes stay bytes, as a latin1 string (é is C3 A9).
+    ['/caf%C3%A9', '/caf\u00c3\u00a9'],
+    ['/bad%zz%4', '/bad%zz%4'],
+    ['/%2F%25', '/\u002f%'],
+  ])('%j -> %j', (text, decoded) => {
+    expect(percentDecode(text)).toBe(decoded);
   });
 });

@@ -2,7 +2,7 @@
 // other bytes than a reader would get. Node 24's undici has enqueued and closed by the time the app returns the
 // Response; Node 20's enqueues on the first read, so there it always answers undefined and the adapter reads.
 import { describe, expect, it } from 'vitest';
-import { queuedBody } from '../../src/interfaces/stream-internals.js';
+import { queuedBody } from '../src/node-internals.js';
 
 const ENQUEUES_AT_CONSTRUCTION = Number(process.versions.node.split('.')[0]) >= 24;
 
