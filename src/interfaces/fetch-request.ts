@@ -7,6 +7,7 @@
 // they are installed. After @hono/node-server's src/request.ts.
 import { Readable } from 'node:stream';
 import type { Exchange } from '../exchange.js';
+import { forwardToReal } from './fetch-response.js';
 
 const PlatformRequest: typeof globalThis.Request = globalThis.Request;
 const platformFetch = globalThis.fetch;
@@ -219,27 +220,7 @@ Object.defineProperties(prototype, {
     configurable: true,
   },
 });
-for (const name of Object.getOwnPropertyNames(PlatformRequest.prototype)) {
-  if (name === 'constructor' || Object.prototype.hasOwnProperty.call(prototype, name)) continue;
-  const descriptor = Object.getOwnPropertyDescriptor(PlatformRequest.prototype, name)!;
-  if (typeof descriptor.value === 'function') {
-    Object.defineProperty(prototype, name, {
-      value: function (this: LightRequest, ...args: unknown[]) {
-        const real = realOf(this) as unknown as Record<string, (...a: unknown[]) => unknown>;
-        return real[name]!(...args);
-      },
-      writable: true,
-      configurable: true,
-    });
-  } else if (descriptor.get !== undefined) {
-    Object.defineProperty(prototype, name, {
-      get(this: LightRequest) {
-        return (realOf(this) as unknown as Record<string, unknown>)[name];
-      },
-      configurable: true,
-    });
-  }
-}
+forwardToReal(prototype, PlatformRequest.prototype, realOf);
 Object.defineProperty(prototype, Symbol.for('nodejs.util.inspect.custom'), {
   value(this: LightRequest, _depth: number, options: object, inspect: (value: unknown, options: object) => string) {
     return `Request ${inspect({ method: this[kMethod], url: this[kUrl], headers: headers(this) }, options)}`;

@@ -107,27 +107,7 @@ Object.defineProperties(prototype, {
   },
 });
 // Everything else is the real Response's: made on first use, then every member answers from it.
-for (const name of Object.getOwnPropertyNames(PlatformResponse.prototype)) {
-  if (name in prototype && Object.prototype.hasOwnProperty.call(prototype, name)) continue;
-  const descriptor = Object.getOwnPropertyDescriptor(PlatformResponse.prototype, name)!;
-  if (typeof descriptor.value === 'function') {
-    Object.defineProperty(prototype, name, {
-      value: function (this: Light, ...args: unknown[]) {
-        const response = real(this) as unknown as Record<string, (...a: unknown[]) => unknown>;
-        return response[name]!(...args);
-      },
-      writable: true,
-      configurable: true,
-    });
-  } else if (descriptor.get !== undefined) {
-    Object.defineProperty(prototype, name, {
-      get(this: Light) {
-        return (real(this) as unknown as Record<string, unknown>)[name];
-      },
-      configurable: true,
-    });
-  }
-}
+forwardToReal(prototype, PlatformResponse.prototype, real);
 Object.defineProperty(prototype, Symbol.for('nodejs.util.inspect.custom'), {
   value(this: Light, _depth: number, options: object, inspect: (value: unknown, options: object) => string) {
     const parts = this[kParts];
@@ -153,3 +133,34 @@ export function lightParts(response: object): LightParts | undefined {
  * when its body is a string, bytes or null and its headers a plain object, pairs or Headers.
  */
 export const Response = LightResponse as unknown as typeof globalThis.Response;
+
+/** Gives `prototype` every member of `platform` (the platform's Request or Response prototype) that it has not
+ * defined itself: methods and getters that answer from the real object `realOf` returns. Shared by the light
+ * Request and the light Response; run once at load, not per request. */
+export function forwardToReal<T>(
+  prototype: Record<PropertyKey, unknown>,
+  platform: object,
+  realOf: (self: T) => object,
+): void {
+  for (const name of Object.getOwnPropertyNames(platform)) {
+    if (name === 'constructor' || Object.prototype.hasOwnProperty.call(prototype, name)) continue;
+    const descriptor = Object.getOwnPropertyDescriptor(platform, name)!;
+    if (typeof descriptor.value === 'function') {
+      Object.defineProperty(prototype, name, {
+        value: function (this: T, ...args: unknown[]) {
+          const target = realOf(this) as unknown as Record<string, (...a: unknown[]) => unknown>;
+          return target[name]!(...args);
+        },
+        writable: true,
+        configurable: true,
+      });
+    } else if (descriptor.get !== undefined) {
+      Object.defineProperty(prototype, name, {
+        get(this: T) {
+          return (realOf(this) as unknown as Record<string, unknown>)[name];
+        },
+        configurable: true,
+      });
+    }
+  }
+}

@@ -233,31 +233,22 @@ export class LightSocket extends EventEmitter {
     this.timer = undefined;
   }
 
-  setNoDelay(): this {
-    return this;
-  }
-
-  setKeepAlive(): this {
-    return this;
-  }
-
-  ref(): this {
-    return this;
-  }
-
-  unref(): this {
-    return this;
-  }
-
-  pause(): this {
-    return this;
-  }
-
-  resume(): this {
-    return this;
-  }
+  // net.Socket's calls that mean nothing without a socket of its own: each returns the light socket (set below).
+  declare setNoDelay: () => this;
+  declare setKeepAlive: () => this;
+  declare ref: () => this;
+  declare unref: () => this;
+  declare pause: () => this;
+  declare resume: () => this;
 
   address(): object {
     return this.real !== undefined ? this.real.address() : NO_ADDRESS;
   }
+}
+
+function returnThis<T>(this: T): T {
+  return this;
+}
+for (const name of ['setNoDelay', 'setKeepAlive', 'ref', 'unref', 'pause', 'resume'] as const) {
+  Object.defineProperty(LightSocket.prototype, name, { value: returnThis, writable: true, configurable: true });
 }

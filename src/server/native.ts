@@ -20,7 +20,7 @@ import { RequestDecoder, type DecoderHandler, type RequestHead } from '../protoc
 import { handleConnection, scanHead, scanned, type ConnectionContext } from './connection.js';
 import { RequestLifecycle } from './lifecycle.js';
 import { LightSocket, type LightSocketOwner } from './light-socket.js';
-import { FramedResponse, joinHead, waitDrain, writeChunk } from './response.js';
+import { drained, FramedResponse, joinHead, writeChunk } from './response.js';
 
 export interface NativeAddon {
   /** onRequest's `peer`: a TCP peer's address (for --allow-from); undefined on Unix sockets. */
@@ -504,7 +504,7 @@ class NativeResponse extends FramedResponse implements ResponseSink {
 
   drain(): Promise<void> {
     const conn = this.ex.conn;
-    return conn !== undefined && conn.writableNeedDrain && !conn.destroyed ? waitDrain(conn) : RESOLVED;
+    return conn !== undefined ? drained(conn) : RESOLVED;
   }
 
   end(): void {

@@ -112,8 +112,7 @@ export class SocketResponse extends FramedResponse implements ResponseSink {
   }
 
   drain(): Promise<void> {
-    const socket = this.socket;
-    return socket.writableNeedDrain && !socket.destroyed ? waitDrain(socket) : RESOLVED;
+    return drained(this.socket);
   }
 
   end(): void {
@@ -140,7 +139,13 @@ export function joinHead(head: string, chunk: Uint8Array | string, length: numbe
   return buffer;
 }
 
-export function waitDrain(socket: Socket): Promise<void> {
+/** Settles once the socket can take more: at once when its buffer is not full or it is gone, else at its
+ * 'drain' or 'close'. */
+export function drained(socket: Socket): Promise<void> {
+  return socket.writableNeedDrain && !socket.destroyed ? waitDrain(socket) : RESOLVED;
+}
+
+function waitDrain(socket: Socket): Promise<void> {
   return new Promise((resolve) => {
     const done = (): void => {
       socket.off('drain', done);
