@@ -5,7 +5,8 @@ import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import { Command, CommanderError, Option } from 'commander';
 import { UwsgiError } from '../errors.js';
-import { formatSocketAddress, invalid, parseSocketAddress, type SocketAddress } from '../options.js';
+import { invalid } from '../options.js';
+import { formatSocketAddress, parseSocketAddress, type SocketAddress } from '../address.js';
 import { encodeRequestHead } from '../protocol/encoder.js';
 import { cgiVars } from '../server/http.js';
 

@@ -8,7 +8,7 @@ import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { unlinkSync } from 'node:fs';
 import { codeOf, UwsgiError } from '../errors.js';
-import { formatSocketAddress, type SocketAddress } from '../options.js';
+import { formatSocketAddress, type SocketAddress } from '../address.js';
 import { hostName, percentDecode } from '../protocol/vars.js';
 import { lifecycleContext, RequestLifecycle, simpleResponse, SocketLifecycle, type LifecycleContext } from './lifecycle.js';
 import { listenOn } from './listen.js';
