@@ -1,5 +1,6 @@
 // A worker's own counters, kept on the request path (a few additions per request) and sent to the master on each
-// heartbeat: requests by status class, bytes, latency histogram. Of src/ops, the worker imports this module and worker-metrics.ts alone.
+// heartbeat: requests by status class, bytes, latency histogram. Of src/ops, the worker imports this module and
+// worker-metrics.ts alone.
 
 /** A worker's counters since it started, sent on each heartbeat (the 'hb' message: src/master/messages.ts) from
  * RequestCounters below; --stats, --metrics. */
