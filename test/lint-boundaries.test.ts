@@ -1,6 +1,8 @@
 // The import boundaries of eslint.config.js hold: a file placed in src/protocol that imports the server fails
-// lint with the boundary's message, and the imports its layer allows pass.
-import { fileURLToPath } from 'node:url';
+// lint with the boundary's message, and the imports its layer allows pass; README.md's Architecture table says the
+// same as the rules.
+import { readFileSync } from 'node:fs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ESLint } from 'eslint';
 import { describe, expect, it } from 'vitest';
 
@@ -39,5 +41,20 @@ describe('import boundaries (eslint no-restricted-imports)', () => {
       const errors = await boundaryErrors(file, `import * as probe from '${source}';\nexport { probe };\n`);
       expect(errors, `${file} importing ${source}`).toHaveLength(1);
     }
+  });
+});
+
+describe("README's Architecture imports column", () => {
+  it('matches IMPORTS in eslint.config.js', async () => {
+    const config = (await import(pathToFileURL(`${root}eslint.config.js`).href)) as { IMPORTS: Record<string, string[]> };
+    const readme = readFileSync(`${root}README.md`, 'utf8');
+    const section = readme.slice(readme.indexOf('## Architecture'), readme.indexOf('Data flows one way per request'));
+    const column: Record<string, string[]> = {};
+    for (const [, part, imports] of section.matchAll(/^\| `([^`]+)` \| .* \| ([^|]+) \|$/gm)) {
+      const cell = imports!.trim();
+      if (cell === 'anything' || cell === '(C)') continue;
+      column[`src/${part!.replace(/\/$/, '')}`] = cell === 'nothing' ? [] : cell.split(', ');
+    }
+    expect(column).toEqual(config.IMPORTS);
   });
 });
