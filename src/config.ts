@@ -10,7 +10,8 @@ import { readFileSync } from 'node:fs';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { UwsgiError, isUwsgiError } from './errors.js';
 import { describeValue } from './values.js';
-import { OPTIONS, defaultOptions, formatSocketAddress, formatSslSocket, type OptionSpec, type Options, type SocketAddress, type SslSocket } from './options.js';
+import { OPTIONS, defaultOptions, type OptionSpec, type Options } from './options.js';
+import { formatSocketAddress, formatSslSocket, type SocketAddress, type SslSocket } from './address.js';
 
 export type Source = 'default' | 'file' | 'environment' | 'command line';
 

@@ -3,20 +3,9 @@
 import { UwsgiError } from './errors.js';
 import { isIP } from 'node:net';
 import { MAX_VARS_SIZE, DEFAULT_MAX_VARS } from './protocol/decoder.js';
+import { isLoopbackHost, parseSocketAddress, type SocketAddress, type SslSocket } from './address.js';
 
-export type SocketAddress =
-  | { kind: 'unix'; path: string }
-  | { kind: 'tcp'; host: string; port: number }
-  | { kind: 'fd'; fd: number };
-
-/** One --ssl-socket: a uwsgi listener over TLS (uWSGI's ADDR,CERT,KEY[,CA]); with `ca`, peers need a client
- * certificate it signed (mutual TLS: nginx's uwsgi_ssl_certificate). Paths as given, resolved from the cwd. */
-export interface SslSocket {
-  address: SocketAddress;
-  cert: string;
-  key: string;
-  ca?: string | undefined;
-}
+export { formatSocketAddress, formatSslSocket, isLoopbackHost, parseSocketAddress, type SocketAddress, type SslSocket } from './address.js';
 
 export const INTERFACES = ['auto', 'wsgi', 'node', 'fetch'] as const;
 export type InterfaceName = (typeof INTERFACES)[number];
@@ -382,28 +371,6 @@ export function defaultOptions(): Options {
   return out as unknown as Options;
 }
 
-/** Parses `unix:/path`, `/abs/path`, `host:port`, `[::1]:port`, `:port` or `fd://N`. */
-export function parseSocketAddress(raw: string): SocketAddress {
-  if (raw.startsWith('unix:')) {
-    const path = raw.slice(5);
-    if (path === '') throw new UwsgiError('ERR_SOCKET_ADDRESS', { value: JSON.stringify(raw) });
-    return { kind: 'unix', path };
-  }
-  if (raw.startsWith('/') || raw.startsWith('./')) return { kind: 'unix', path: raw };
-  if (raw.startsWith('fd://')) {
-    const fd = Number(raw.slice(5));
-    if (!Number.isInteger(fd) || fd < 0 || raw.length === 5) {
-      throw new UwsgiError('ERR_SOCKET_ADDRESS', { value: JSON.stringify(raw) });
-    }
-    return { kind: 'fd', fd };
-  }
-  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(raw);
-  const port = match ? Number(match[3]) : NaN;
-  if (!match || port > 65535) throw new UwsgiError('ERR_SOCKET_ADDRESS', { value: JSON.stringify(raw) });
-  const host = match[1] ?? (match[2] === '' ? '127.0.0.1' : match[2]!);
-  return { kind: 'tcp', host, port };
-}
-
 /** Parses --ssl-socket's `ADDR,CERT,KEY[,CA]`. */
 export function parseSslSocket(raw: string): SslSocket {
   const parts = raw.split(',').map((part) => part.trim());
@@ -414,18 +381,6 @@ export function parseSslSocket(raw: string): SslSocket {
   return { address: parseSocketAddress(address), cert, key, ...(ca === undefined ? {} : { ca }) };
 }
 
-export function formatSslSocket(ssl: SslSocket): string {
-  return [formatSocketAddress(ssl.address), ssl.cert, ssl.key, ...(ssl.ca === undefined ? [] : [ssl.ca])].join(',');
-}
-
-export function formatSocketAddress(address: SocketAddress): string {
-  switch (address.kind) {
-    case 'unix': return `unix:${address.path}`;
-    case 'fd': return `fd://${address.fd}`;
-    case 'tcp': return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
-  }
-}
-
 /** A Unix socket or a loopback TCP address: the stats and metrics listeners have no access control of their own. */
 function localAddress(option: string, raw: string): SocketAddress {
   const address = parseSocketAddress(raw);
@@ -433,11 +388,6 @@ function localAddress(option: string, raw: string): SocketAddress {
     invalid(option, raw, 'a Unix socket or a loopback address (127.0.0.1:port, [::1]:port): it has no access control');
   }
   return address;
-}
-
-/** localhost, ::1 or 127.0.0.0/8: the hosts whose TCP sockets only this machine reaches. */
-export function isLoopbackHost(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 /** ERR_OPTION_INVALID for `option`'s `value`, which should have been `detail`. */

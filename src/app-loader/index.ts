@@ -4,23 +4,16 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { Server } from 'node:http';
 import { createRequire } from 'node:module';
-import { dirname, extname, isAbsolute, join, resolve } from 'node:path';
+import { dirname, extname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { UwsgiError } from '../errors.js';
 import { describeValue, isThenable } from '../values.js';
 import { taggedInterface, type InterfaceName } from './mark.js';
 import { locateError } from './trace.js';
+import { looksLikePath, parseAppSpec, type AppSpec } from './spec.js';
 
 export { fetchApp, node, wsgi, type InterfaceName } from './mark.js';
-
-export interface AppSpec {
-  /** The module: a path (relative to cwd) or a package name. */
-  module: string;
-  /** The export to use; undefined means default, then application, app, handler. */
-  exportName: string | undefined;
-  /** `:name()`: call the export (a factory) and use what it returns (awaited). */
-  factory: boolean;
-}
+export { parseAppSpec, type AppSpec } from './spec.js';
 
 export interface LoadedApp {
   interface: InterfaceName;
@@ -55,29 +48,12 @@ export interface DetectContext {
   appListens?: readonly string[];
 }
 
-const EXPORT = /^(?:[A-Za-z_$][\w$]*)(?:\(\))?$/;
 const CONVENTIONAL = ['default', 'application', 'app', 'handler'];
-
-/** Splits `./app.js:createApp()` into module, export and whether to call it. A colon that is not followed by an
- * identifier belongs to the path. */
-export function parseAppSpec(spec: string, cwd = process.cwd()): AppSpec {
-  if (typeof spec !== 'string' || spec.trim() === '') {
-    throw new UwsgiError('ERR_APP_NOT_FOUND', { spec: JSON.stringify(spec), cwd });
-  }
-  const colon = spec.lastIndexOf(':');
-  const tail = colon === -1 ? '' : spec.slice(colon + 1);
-  if (colon > 0 && EXPORT.test(tail)) {
-    const factory = tail.endsWith('()');
-    return { module: spec.slice(0, colon), exportName: factory ? tail.slice(0, -2) : tail, factory };
-  }
-  return { module: spec, exportName: undefined, factory: false };
-}
 
 /** Finds the module file: a path (relative to cwd) when it looks like one or exists, else a package from cwd. */
 export function resolveModule(module: string, cwd: string): string {
-  const looksLikePath = module.startsWith('.') || isAbsolute(module) || /\.(?:[cm]?js|[cm]?ts|json)$/.test(module);
   const asPath = resolve(cwd, module);
-  if (looksLikePath || existsSync(asPath)) {
+  if (looksLikePath(module) || existsSync(asPath)) {
     if (existsSync(asPath) && statSync(asPath).isFile()) return asPath;
     // A directory with a package.json or index.js, as require() would take it.
     try {

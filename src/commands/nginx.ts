@@ -6,7 +6,8 @@ import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { UwsgiError } from '../errors.js';
-import { OPTIONS, formatSocketAddress, invalid, parseSocketAddress, type SocketAddress } from '../options.js';
+import { OPTIONS, invalid } from '../options.js';
+import { formatSocketAddress, parseSocketAddress, type SocketAddress } from '../address.js';
 
 /** nginx/ of this installed package (dist/commands/ and src/commands/ are both two levels down). */
 const SHIPPED = fileURLToPath(new URL('../../nginx/', import.meta.url));

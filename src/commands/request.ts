@@ -1,13 +1,14 @@
 // `node-uwsgi request`: one HTTP-shaped request over a uwsgi socket, without a front server, for health checks
 // (systemd ExecStartPost, Kubernetes exec probes) and debugging. The vars are the ones nginx would send with the
-// shipped uwsgi_params (src/server/http.ts cgiVars), encoded with the project's codec.
+// shipped uwsgi_params (src/protocol/cgi.ts cgiVars), encoded with the project's codec.
 import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import { Command, CommanderError, Option } from 'commander';
 import { UwsgiError } from '../errors.js';
-import { formatSocketAddress, invalid, parseSocketAddress, type SocketAddress } from '../options.js';
+import { invalid } from '../options.js';
+import { formatSocketAddress, parseSocketAddress, type SocketAddress } from '../address.js';
 import { encodeRequestHead } from '../protocol/encoder.js';
-import { cgiVars } from '../server/http.js';
+import { cgiVars } from '../protocol/cgi.js';
 
 /** Exit codes, curl's where curl has one, so that scripts written for `curl -f` read them the same. */
 export const EXIT = {

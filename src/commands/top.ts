@@ -4,7 +4,7 @@ import net from 'node:net';
 import { hostname } from 'node:os';
 import { Command, Option } from 'commander';
 import { UwsgiError } from '../errors.js';
-import { parseSocketAddress, type SocketAddress } from '../options.js';
+import { parseSocketAddress, type SocketAddress } from '../address.js';
 import type { UwsgiStats, UwsgiWorkerStats } from '../ops/stats.js';
 
 const READ_TIMEOUT_MS = 5000;

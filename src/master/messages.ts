@@ -6,6 +6,7 @@
 // encode/decode step only adds to it.
 import type { Options } from '../options.js';
 import type { TlsMaterial } from '../server/tls.js';
+import type { WorkerStats } from '../ops/counters.js';
 
 export const WORKER_CONFIG_ENV = 'NODE_UWSGI_WORKER';
 
@@ -45,29 +46,6 @@ export type WorkerMessage =
   | { t: 'tls-get' }
   /** --metrics: the app's prom-client metrics (src/ops/worker-metrics.ts), for request `n` (0: the last, at a drain). */
   | { t: 'metrics'; n: number; app: unknown[]; process: unknown[] };
-
-/** A worker's counters since it started, on each heartbeat (src/ops/counters.ts RequestCounters; --stats, --metrics). */
-export interface WorkerStats {
-  exceptions: number;
-  /** Response bytes written. */
-  tx: number;
-  /** µs: uWSGI's running average of response times. */
-  avgRt: number;
-  /** µs spent in requests. */
-  runningTime: number;
-  /** Virtual memory size, bytes (0 where /proc is missing). */
-  vsz: number;
-  /** Requests in flight. */
-  busy: number;
-  /** Finished requests by status class (STATUS_CLASSES). */
-  statuses: number[];
-  /** Non-cumulative latency counts per LATENCY_BUCKETS bound, then +Inf. */
-  buckets: number[];
-  /** Seconds. */
-  latencySum: number;
-  /** --ssl-socket handshakes that failed. */
-  tlsHandshakeFailures?: number;
-}
 
 /** drain's `stop`: the master has let go of the sockets (a stop, not a reload or recycling): the worker serves
  * what is queued before its close. `tls`: the --ssl-socket material, in options.sslSocket's order: at a worker's

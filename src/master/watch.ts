@@ -5,8 +5,8 @@
 // implements `recursive` by walking the whole tree itself, node_modules included (thousands of inotify watches for
 // a framework app), with no way to leave a directory out.
 import { readdirSync, statSync, watch, type FSWatcher } from 'node:fs';
-import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { parseAppSpec } from '../app-loader/index.js';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import { looksLikePath, parseAppSpec } from '../app-loader/spec.js';
 
 export const DEBOUNCE_MS = 300;
 /** A guard against watching a whole disk by mistake (the cwd of a service started in /). */
@@ -15,8 +15,7 @@ export const MAX_DIRECTORIES = 2000;
 /** The directory to watch: the app file's, when the spec is a path; the cwd for a package name. */
 export function watchRoot(spec: string, cwd: string): string {
   const module = parseAppSpec(spec, cwd).module;
-  const looksLikePath = module.startsWith('.') || isAbsolute(module) || /\.(?:[cm]?js|[cm]?ts|json)$/.test(module);
-  return looksLikePath ? dirname(resolve(cwd, module)) : cwd;
+  return looksLikePath(module) ? dirname(resolve(cwd, module)) : cwd;
 }
 
 /** node_modules, .git and every dotfile or dot-directory, editors' backups (`app.js~`), and `also` (the log file

@@ -13,7 +13,8 @@ import { readlinkSync } from 'node:fs';
 import { endianness } from 'node:os';
 import type { Logger } from 'pino';
 import { UwsgiError } from '../errors.js';
-import { formatSocketAddress, type Options, type SocketAddress } from '../options.js';
+import { type Options } from '../options.js';
+import { formatSocketAddress, type SocketAddress } from '../address.js';
 import { requireAllowList } from '../server/allow.js';
 import { procNetRows } from './procnet.js';
 

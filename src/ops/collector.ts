@@ -4,8 +4,8 @@
 // the worker it replaces, `requests`, `exceptions`, `tx` and `running_time` add up over a slot's processes,
 // `respawn_count` is 1 for a slot's first process, and a slot with no process (after TTOU, or while a respawn
 // waits) is 'cheap'.
-import type { WorkerStats } from '../master/messages.js';
-import type { SocketAddress } from '../options.js';
+import type { WorkerStats } from './counters.js';
+import type { SocketAddress } from '../address.js';
 import { LATENCY_BUCKETS, STATUS_CLASSES } from './counters.js';
 import type { ListenQueues, QueueReading } from './listen-queue.js';
 

@@ -1,6 +1,30 @@
 // A worker's own counters, kept on the request path (a few additions per request) and sent to the master on each
-// heartbeat: requests by status class, bytes, latency histogram. The worker imports this module alone of src/ops.
-import type { WorkerStats } from '../master/messages.js';
+// heartbeat: requests by status class, bytes, latency histogram. Of src/ops, the worker imports this module and
+// worker-metrics.ts alone.
+
+/** A worker's counters since it started, sent on each heartbeat (the 'hb' message: src/master/messages.ts) from
+ * RequestCounters below; --stats, --metrics. */
+export interface WorkerStats {
+  exceptions: number;
+  /** Response bytes written. */
+  tx: number;
+  /** µs: uWSGI's running average of response times. */
+  avgRt: number;
+  /** µs spent in requests. */
+  runningTime: number;
+  /** Virtual memory size, bytes (0 where /proc is missing). */
+  vsz: number;
+  /** Requests in flight. */
+  busy: number;
+  /** Finished requests by status class (STATUS_CLASSES). */
+  statuses: number[];
+  /** Non-cumulative latency counts per LATENCY_BUCKETS bound, then +Inf. */
+  buckets: number[];
+  /** Seconds. */
+  latencySum: number;
+  /** --ssl-socket handshakes that failed. */
+  tlsHandshakeFailures?: number;
+}
 
 /** Prometheus' default buckets (client_golang DefBuckets), in seconds. */
 export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;

@@ -12,7 +12,7 @@
 import { execFile } from 'node:child_process';
 import { relative, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { formatSocketAddress, type SocketAddress } from '../options.js';
+import { formatSocketAddress, type SocketAddress } from '../address.js';
 import { effectiveBacklog } from '../server/listen.js';
 import { inspectFd } from './activation.js';
 import { procNetRows } from './procnet.js';

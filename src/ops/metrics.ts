@@ -5,7 +5,7 @@
 import http from 'node:http';
 import type { Logger } from 'pino';
 import type { AppMetrics } from './app-metrics.js';
-import { formatSocketAddress, type SocketAddress } from '../options.js';
+import { formatSocketAddress, type SocketAddress } from '../address.js';
 import { RESTART_CAUSES, type StatsCollector } from './collector.js';
 import { LATENCY_BUCKETS, STATUS_CLASSES } from './counters.js';
 import { listenLocal, startStatsServer, type OpsListener } from './stats-server.js';

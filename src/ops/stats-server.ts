@@ -3,7 +3,7 @@
 import { unlinkSync } from 'node:fs';
 import net from 'node:net';
 import type { Logger } from 'pino';
-import type { SocketAddress } from '../options.js';
+import type { SocketAddress } from '../address.js';
 import { listenOn } from '../server/listen.js';
 import type { StatsCollector } from './collector.js';
 import { statsDocument } from './stats.js';

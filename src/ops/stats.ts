@@ -3,7 +3,7 @@
 // seconds, memory in bytes; built from the master's collector (collector.ts), sent by the stats server
 // (stats-server.ts), read by `node-uwsgi top`.
 import { readFileSync } from 'node:fs';
-import { formatSocketAddress, type SocketAddress } from '../options.js';
+import { formatSocketAddress, type SocketAddress } from '../address.js';
 import { addTotals, emptyTotals, mergeTotals, type CollectorConfig, type Slot, type StatsCollector } from './collector.js';
 import { listenQueue } from './listen-queue.js';
 

@@ -16,7 +16,6 @@
 import { execFile } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import type { Action } from '../master/policy.js';
 
 const SYSTEMD_NOTIFY = 'systemd-notify';
 /** systemd-notify waits up to 5 s for its barrier; beyond that it is stuck. */
@@ -33,9 +32,16 @@ export interface StatusView {
   readonly desiredWorkers: number;
 }
 
+/** An action the master's policy returns (src/master/policy.ts Action): only its type is read here, so that ops
+ * does not import the master. */
+export interface PolicyAction {
+  readonly type: string;
+  readonly [field: string]: unknown;
+}
+
 export interface SystemdNotifier {
   /** Every action the policy returns: ready, reloading and stopping are told to systemd. */
-  action(action: Action): void;
+  action(action: PolicyAction): void;
   /** Every master tick: STATUS= when due, WATCHDOG=1 when due and at least one worker is ready. */
   tick(): void;
   /** Resolves once the queued messages are out (or after a bound): before the master exits. */
@@ -81,7 +87,7 @@ class Notifier implements SystemdNotifier {
     private readonly watchdogMs: number,
   ) {}
 
-  action(action: Action): void {
+  action(action: PolicyAction): void {
     switch (action.type) {
       case 'ready':
         this.phase = 'running';

@@ -4,7 +4,7 @@
 import { BlockList, isIP, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { UwsgiError } from '../errors.js';
-import { formatSocketAddress, isLoopbackHost, type SocketAddress } from '../options.js';
+import { formatSocketAddress, isLoopbackHost, type SocketAddress } from '../address.js';
 
 /** The allow-list: the entries plus loopback. */
 export function buildAllowList(entries: readonly string[]): BlockList {

@@ -3,7 +3,7 @@ import { chmodSync, lstatSync, readFileSync, statSync, unlinkSync } from 'node:f
 import net from 'node:net';
 import { UwsgiError } from '../errors.js';
 import { listenOnFd } from '../node-internals.js';
-import { formatSocketAddress, type SocketAddress } from '../options.js';
+import { formatSocketAddress, type SocketAddress } from '../address.js';
 
 const ownListeners = new WeakSet<net.Server>();
 

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { getSystemErrorName } from 'node:util';
 import type { BlockList } from 'node:net';
 import { UwsgiError } from '../errors.js';
-import { formatSocketAddress, type SocketAddress } from '../options.js';
+import { formatSocketAddress, type SocketAddress } from '../address.js';
 import { isAllowed } from './allow.js';
 import type { ResponseSink } from '../exchange.js';
 import { RequestDecoder, type DecoderHandler, type RequestHead } from '../protocol/decoder.js';

@@ -4,7 +4,7 @@ import net, { type BlockList } from 'node:net';
 import { unlinkSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { ExchangeHandler } from '../exchange.js';
-import { formatSocketAddress, type SocketAddress } from '../options.js';
+import { formatSocketAddress, type SocketAddress } from '../address.js';
 import type { DecoderLimits } from '../protocol/decoder.js';
 import { handleConnection } from './connection.js';
 import { lifecycleContext, type RequestTracker } from './lifecycle.js';

@@ -9,7 +9,7 @@ import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { UwsgiError } from '../errors.js';
 import { tlsPeerAddress } from '../node-internals.js';
-import { formatSocketAddress, type SslSocket } from '../options.js';
+import { formatSocketAddress, type SslSocket } from '../address.js';
 
 export const MIN_TLS_VERSION = 'TLSv1.2';
 /** A certificate that expires within this many days is a warning at start and at each reload: two weeks leave

@@ -14,7 +14,7 @@ import { createServer, type UwsgiServer } from '../server/server.js';
 import type { TlsMaterial } from '../server/tls.js';
 import { loadNative, type NativeAddon } from '../server/native.js';
 import type { Logger } from 'pino';
-import type { SocketAddress } from '../options.js';
+import type { SocketAddress } from '../address.js';
 import { createHttpListener, type HttpListener } from '../server/http.js';
 import { InflightTable } from './inflight.js';
 import { installListenGuard } from './listen-guard.js';

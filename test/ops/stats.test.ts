@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import type { WorkerStats } from '../../src/master/messages.js';
+import type { WorkerStats } from '../../src/ops/counters.js';
 import type { WorkerState } from '../../src/master/policy.js';
 import { StatsCollector, restartCause } from '../../src/ops/collector.js';
 import { LATENCY_BUCKETS, RequestCounters, workerStats } from '../../src/ops/counters.js';

@@ -1,6 +1,6 @@
 // The vars the --http listener and `node-uwsgi request` build, as nginx builds them from nginx/uwsgi_params.
 import { describe, expect, it } from 'vitest';
-import { cgiVars, documentUri } from '../../src/server/http.js';
+import { cgiVars, documentUri } from '../../src/protocol/cgi.js';
 
 describe('documentUri (nginx $document_uri)', () => {
   it.each([
