@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { freePort, httpRequest, startStack } from './nginx.js';
 import { useCleanups } from '../helpers/cleanup.js';
+import { samples } from '../helpers/metrics.js';
 
 const WAIT_MS = 20_000;
 const N = 40;
@@ -18,17 +19,6 @@ function curl(url: string): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile('curl', ['-sS', '--fail', url], { timeout: WAIT_MS }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message} ${stderr}`)) : resolve(stdout)));
   });
-}
-
-/** Sample values by `name{labels}` as written. */
-function samples(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const space = line.lastIndexOf(' ');
-    out.set(line.slice(0, space), Number(line.slice(space + 1)));
-  }
-  return out;
 }
 
 async function until(what: string, probe: () => Promise<Map<string, number>>, condition: (m: Map<string, number>) => boolean): Promise<Map<string, number>> {

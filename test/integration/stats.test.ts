@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CLI, freePort, httpRequest, launchServer, startNginx, startStack, type LogLine } from './nginx.js';
 import { useCleanups } from '../helpers/cleanup.js';
+import { samples } from '../helpers/metrics.js';
 
 const APP = 'stats-app.mjs';
 const WAIT_MS = 20_000;
@@ -31,17 +32,6 @@ async function curl(target: string | [string, string]): Promise<{ status: number
   expect(code, stderr).toBe(0);
   const nl = stdout.lastIndexOf('\n');
   return { status: Number(stdout.slice(nl + 1)), body: stdout.slice(0, nl) };
-}
-
-/** Sample values by `name{labels}` as written. */
-function samples(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const space = line.lastIndexOf(' ');
-    out.set(line.slice(0, space), Number(line.slice(space + 1)));
-  }
-  return out;
 }
 
 /** What a stats connection sends before the server closes it (raw, as uwsgitop reads it). */
