@@ -7,7 +7,7 @@ import type { Server, Socket } from 'node:net';
 /**
  * Listens on an fd this process owns with net.Server's `_listen2` (net.js's alias of setupListenHandle), which a
  * cluster worker's listen({ fd }) skips to ask the master instead. Checked on Node 20 and 24. If it goes, workers
- * cannot listen on inherited socket-activated fds (src/server/listen.ts listenOnOwnFd).
+ * cannot listen on inherited socket-activated fds (src/server/listen.ts listenOn).
  */
 export function listenOnFd(server: Server, fd: number, backlog: number): void {
   (server as unknown as { _listen2(address: null, port: null, addressType: null, backlog: number, fd: number): void })._listen2(null, null, null, backlog, fd);

@@ -5,7 +5,7 @@ import { isIP } from 'node:net';
 import { MAX_VARS_SIZE, DEFAULT_MAX_VARS } from './protocol/decoder.js';
 import { isLoopbackHost, parseSocketAddress, type SocketAddress, type SslSocket } from './address.js';
 
-export { formatSocketAddress, formatSslSocket, isLoopbackHost, parseSocketAddress, type SocketAddress, type SslSocket } from './address.js';
+export { parseSocketAddress } from './address.js';
 
 export const INTERFACES = ['auto', 'wsgi', 'node', 'fetch'] as const;
 export type InterfaceName = (typeof INTERFACES)[number];

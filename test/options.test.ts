@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { isUwsgiError } from '../src/errors.js';
-import { OPTIONS, defaultOptions, formatSocketAddress, isLoopbackHost, parseSocketAddress } from '../src/options.js';
+import { OPTIONS, defaultOptions } from '../src/options.js';
+import { formatSocketAddress, isLoopbackHost, parseSocketAddress } from '../src/address.js';
 
 function codeOf(fn: () => unknown): string | undefined {
   try {

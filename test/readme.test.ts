@@ -2,7 +2,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ERRORS } from '../src/errors.js';
-import { OPTIONS, formatSocketAddress } from '../src/options.js';
+import { OPTIONS } from '../src/options.js';
+import { formatSocketAddress } from '../src/address.js';
 
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
 

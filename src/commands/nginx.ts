@@ -26,7 +26,7 @@ const FIRST_LOCATION = /^([ \t]*)location[ \t]+\/[ \t]*\{[ \t]*$/m;
 
 /** Where --ssl's files are by default: the client certificate nginx shows the hosts, and the CA that signed
  * theirs (README, "Several hosts"). */
-export const NGINX_TLS_DEFAULTS = {
+const NGINX_TLS_DEFAULTS = {
   certificate: '/etc/nginx/node-uwsgi/client.crt',
   key: '/etc/nginx/node-uwsgi/client.key',
   trusted: '/etc/nginx/node-uwsgi/ca.crt',

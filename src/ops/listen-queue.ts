@@ -58,13 +58,13 @@ export function parseUnixListeners(text: string): Array<{ path: string; inode: s
   return out;
 }
 
-/** A TCP listener's accept queue from /proc/net/tcp{,6} (st 0A, LISTEN), matched by port; 0 if none is found. */
 /** Connections waiting in a TCP listening socket's accept queue (/proc/net/tcp); 0 for others: the master's
  * ListenQueues reads Unix sockets' queues. */
 export function listenQueue(address: SocketAddress): number {
   return address.kind === 'tcp' ? tcpListenQueue(address.port) : 0;
 }
 
+/** A TCP listener's accept queue from /proc/net/tcp{,6} (st 0A, LISTEN), matched by port; 0 if none is found. */
 export function tcpListenQueue(port: number): number {
   const hex = port.toString(16).toUpperCase().padStart(4, '0');
   let queue = 0;

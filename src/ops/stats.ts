@@ -10,9 +10,9 @@ import { listenQueue } from './listen-queue.js';
 /** The document uWSGI's stats server sends. */
 export function statsDocument(collector: StatsCollector): UwsgiStats {
 const config = collector.config;
-  const readings = config.queues?.readings;
+  const readings = collector.queueReadings();
   const queues = config.sockets.map((address, i) => {
-    const reading = readings?.[i];
+    const reading = readings[i];
     return reading === undefined ? { address, queue: listenQueue(address), max: 0 } : { address, queue: reading.queue ?? 0, max: reading.backlog };
   });
   const listenQueueMax = Math.max(0, ...queues.map((q) => q.queue));

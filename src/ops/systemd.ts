@@ -107,7 +107,7 @@ class Notifier implements SystemdNotifier {
 
   tick(): void {
     const now = performance.now();
-    if (this.watchdogMs > 0 && now - this.lastPingAt >= this.watchdogMs / 2 && this.readyWorkers() > 0) {
+    if (this.watchdogMs > 0 && now - this.lastPingAt >= this.watchdogMs / 2 && this.view.readyWorkers() > 0) {
       this.lastPingAt = now;
       if (!this.queue.some((m) => m.kind === 'watchdog')) this.enqueue('watchdog', ['WATCHDOG=1']);
     }
@@ -143,12 +143,9 @@ class Notifier implements SystemdNotifier {
   private status(): string {
     const prefix = this.phase === 'running' ? '' : `${this.phase}: `;
     const requests = this.view.requestsServed();
-    return `STATUS=${prefix}${this.readyWorkers()} of ${this.view.desiredWorkers} workers ready, ${requests} request${requests === 1 ? '' : 's'} served`;
+    return `STATUS=${prefix}${this.view.readyWorkers()} of ${this.view.desiredWorkers} workers ready, ${requests} request${requests === 1 ? '' : 's'} served`;
   }
 
-  private readyWorkers(): number {
-    return this.view.readyWorkers();
-  }
 
   private enqueue(kind: Kind, lines: string[]): void {
     this.queue.push({ kind, lines });

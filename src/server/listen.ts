@@ -70,7 +70,11 @@ export async function listenOn(server: net.Server, address: SocketAddress, chmod
         // (Linux, Unix and TCP alike): systemd's Backlog= holds only until the first worker listens, and the
         // value set here stays on the socket after node-uwsgi exits. Measured: Backlog=16, then Node's listen
         // without a backlog: ss shows 511.
-        if (shared) listenOnOwnFd(server, address.fd, queue);
+        // In a cluster worker, listen({ fd }) asks the master to wrap *its* fd N and share it, and the master
+        // closes it when the last worker holding it goes: a lone worker's crash lost a socket-activated socket
+        // for good. The master passes its fds to each worker at the same numbers instead (ops/activation.ts,
+        // workerStdio), and the worker listens on its own copy (node-internals.ts listenOnFd).
+        if (shared) listenOnFd(server, address.fd, queue);
         else server.listen({ fd: address.fd, backlog: queue });
         break;
     }
@@ -78,16 +82,6 @@ export async function listenOn(server: net.Server, address: SocketAddress, chmod
   if (address.kind === 'unix' && (chmod !== undefined || !shared)) setSocketMode(address.path, chmod);
 }
 
-/**
- * In a cluster worker, listen({ fd }) asks the master to wrap *its* fd N and share it, and the master closes it
- * when the last worker holding it goes: a lone worker's crash lost a socket-activated socket for good. The
- * master passes its fds to each worker at the same numbers instead (src/ops/activation.ts, workerStdio), and
- * the worker listens on its own copy with net.Server's listen step, `_listen2` (net.js's alias of
- * setupListenHandle, which cluster workers' listen() skips for fds).
- */
-function listenOnOwnFd(server: net.Server, fd: number, backlog: number): void {
-  listenOnFd(server, fd, backlog);
-}
 
 /** --chmod-socket's mode, or by default the mode the umask gave minus any access for others: whoever can write
  * to the socket can claim any client address and scheme. */

@@ -11,7 +11,7 @@ import { UwsgiError } from '../errors.js';
 import { tlsPeerAddress } from '../node-internals.js';
 import { formatSocketAddress, type SslSocket } from '../address.js';
 
-export const MIN_TLS_VERSION = 'TLSv1.2';
+const MIN_TLS_VERSION = 'TLSv1.2';
 /** A certificate that expires within this many days is a warning at start and at each reload: two weeks leave
  * room for a renewal job that runs weekly (certbot's timer runs twice a day, and renews 30 days ahead). */
 export const EXPIRY_WARNING_DAYS = 14;

@@ -80,7 +80,7 @@ async function main(): Promise<void> {
   // --ssl-socket: the certificates come from the master (which read and checked the files), asked for once this
   // listener is in place; later ones (SIGHUP) replace the secure context for the connections that follow.
   let tlsMaterial: TlsMaterial[] | undefined;
-  let tlsServing: { server: UwsgiServer; material: TlsMaterial[] } | undefined;
+  let tlsServer: UwsgiServer | undefined;
   const tlsReady =
     options.sslSocket.length === 0
       ? undefined
@@ -89,13 +89,12 @@ async function main(): Promise<void> {
             if (message?.t !== 'tls') return;
             tlsMaterial = message.material;
             resolve(message.material);
-            if (tlsServing !== undefined) updateTls(tlsServing, message.material);
+            if (tlsServer !== undefined) updateTls(tlsServer, message.material);
           });
           void send({ t: 'tls-get' });
         });
-  const updateTls = (serving: { server: UwsgiServer; material: TlsMaterial[] }, material: TlsMaterial[]): void => {
-    material.forEach((m, i) => serving.server.updateTls(i, m));
-    serving.material = material;
+  const updateTls = (server: UwsgiServer, material: TlsMaterial[]): void => {
+    material.forEach((m, i) => server.updateTls(i, m));
     log.debug({ serials: material.map((m) => m.serial) }, 'TLS certificates updated');
   };
 
@@ -153,8 +152,8 @@ async function main(): Promise<void> {
     if (tlsReady !== undefined) {
       const material = await tlsReady;
       await server.listenTls(options.sslSocket.map((ssl, i) => ({ address: ssl.address, material: material[i]!, mutual: ssl.ca !== undefined })));
-      tlsServing = { server, material };
-      if (tlsMaterial !== material) updateTls(tlsServing, tlsMaterial!);
+      tlsServer = server;
+      if (tlsMaterial !== material) updateTls(server, tlsMaterial!);
     }
     httpListener = createHttpListener({ ...common, maxBodySize: options.maxBodySize });
     await httpListener.listen(options.http ?? []);
