@@ -59,17 +59,21 @@ export async function runMaster(config: MasterConfig): Promise<number> {
   const started = process.hrtime.bigint();
   const workers = workerCount(options.workers);
   const sslAddresses = options.sslSocket.map((ssl) => ssl.address);
-  requireAllowList([...options.socket, ...sslAddresses, ...options.http], options.allowFrom);
-  requireAllowListForFds([...options.socket, ...sslAddresses], options.allowFrom);
+  /** Every uwsgi socket, plain ones first (the order of --stats and --metrics). */
+  const uwsgiAddresses = [...options.socket, ...sslAddresses];
+  requireAllowList([...uwsgiAddresses, ...options.http], options.allowFrom);
+  requireAllowListForFds(uwsgiAddresses, options.allowFrom);
   // --ssl-socket: the files are read and checked here, once (an unreadable or mismatched one stops the start, naming
   // it); the workers get the same bytes over IPC, and new ones at each SIGHUP (reloadTls).
   const tlsMaterial = options.sslSocket.map((ssl) => loadTlsMaterial(ssl));
   tlsMaterial.forEach((material, i) => warnExpiry(log, options.sslSocket[i]!, material));
-  for (const address of [...options.socket, ...sslAddresses]) await prepareAddress(address);
+  for (const address of uwsgiAddresses) await prepareAddress(address);
   for (const address of options.http ?? []) await prepareAddress(address);
   // --accept: with the native addon the master binds the uwsgi Unix sockets itself (it accepts nothing) and every
   // worker inherits them and accepts on them natively (server/native.ts).
   const native = bindNative(options, log);
+  /** What each worker inherits, plain then TLS. */
+  const workerSockets = [...native.sockets, ...native.sslSockets.map((ssl) => ssl.address)];
 
   cluster.schedulingPolicy = process.env.NODE_UWSGI_SCHED === 'rr' ? cluster.SCHED_RR : cluster.SCHED_NONE;
   cluster.setupPrimary({
@@ -81,7 +85,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
     // during a worker's boot cannot open a debugger in a process that serves requests.
     execArgv: process.allowedNodeEnvironmentFlags.has('--disable-sigusr1') ? [...process.execArgv, '--disable-sigusr1'] : process.execArgv,
     // Inherited fds (socket activation, fd://N) go to each worker at their own numbers: ops/activation.ts.
-    stdio: workerStdio([...native.sockets, ...native.sslSockets.map((ssl) => ssl.address)]),
+    stdio: workerStdio(workerSockets),
   });
 
   const heartbeatMs = heartbeatInterval(options.harakiri * 1000);
@@ -99,14 +103,14 @@ export async function runMaster(config: MasterConfig): Promise<number> {
     // Sockets the master bound (native accept) or inherited (socket activation) outlive any worker; --http
     // listeners are node:cluster's, closed with the last worker holding them.
     socketsOutliveWorkers:
-      [...native.sockets, ...native.sslSockets.map((ssl) => ssl.address)].every((address) => address.kind === 'fd') && (options.http ?? []).length === 0,
+      workerSockets.every((address) => address.kind === 'fd') && (options.http ?? []).length === 0,
     random: Math.random,
   });
   const handles = new Map<number, Worker>();
   // --stats and --metrics: listening before the first worker starts, so that /health says 503 until one is ready.
   // The listen queues, for --stats, --metrics and the "listen queue full" warning (ERR_LISTEN_QUEUE_FULL).
-  const queues = new ListenQueues({ sockets: [...options.socket, ...sslAddresses], http: options.http, backlog: options.backlog, cwd: config.cwd, log });
-  const stats = new StatsCollector({ state: (id) => policy.workers.get(id)?.state, ready: () => policy.readyWorkers(), sockets: [...options.socket, ...sslAddresses], queues, cwd: config.cwd });
+  const queues = new ListenQueues({ sockets: uwsgiAddresses, http: options.http, backlog: options.backlog, cwd: config.cwd, log });
+  const stats = new StatsCollector({ state: (id) => policy.workers.get(id)?.state, ready: () => policy.readyWorkers(), sockets: uwsgiAddresses, queues, cwd: config.cwd });
   // The app's prom-client metrics, asked of the workers at each scrape (src/ops/app-metrics.ts).
   const appMetrics = options.metrics
     ? new AppMetrics((id, n) => {
@@ -218,7 +222,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
               export: app?.exportName,
               interface: app?.interface,
               detectedBy: app?.detectedBy,
-              sockets: [...options.socket, ...sslAddresses].map(formatSocketAddress),
+              sockets: uwsgiAddresses.map(formatSocketAddress),
               workers: action.workers,
               bootMs: Number(process.hrtime.bigint() - started) / 1e6,
               node: process.version,
@@ -254,7 +258,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
   // Unix sockets are created by the first worker's listen (through the master's shared handle): set their mode
   // (--chmod-socket, else no access for others) as soon as they exist.
   cluster.on('listening', () => {
-    for (const address of [...options.socket, ...sslAddresses, ...(options.http ?? [])]) {
+    for (const address of [...uwsgiAddresses, ...(options.http ?? [])]) {
       if (address.kind !== 'unix') continue;
       try {
         setSocketMode(address.path, options.chmodSocket);
@@ -315,7 +319,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
     const root = watchRoot(config.spec, config.cwd);
     const ignore = [
       ...(options.logFile !== undefined ? [resolve(config.cwd, options.logFile)] : []),
-      ...[...options.socket, ...(options.http ?? [])].flatMap((address) => (address.kind === 'unix' ? [resolve(config.cwd, address.path)] : [])),
+      ...[...uwsgiAddresses, ...(options.http ?? [])].flatMap((address) => (address.kind === 'unix' ? [resolve(config.cwd, address.path)] : [])),
     ];
     changes = watchTree(root, (files) => {
       log.info({ file: files[0], files: files.length }, 'files changed: reloading');

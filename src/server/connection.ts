@@ -199,7 +199,6 @@ export function handleConnection(socket: Socket, ctx: ConnectionContext, initial
     });
 
     socket.on('close', () => {
-      ctx.sendWatch?.unwatch(socket);
       if (headerTimer !== undefined) clearTimeout(headerTimer);
       exchange?.connectionClosed();
       resolve();

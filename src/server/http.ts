@@ -196,7 +196,8 @@ async function serveHttpRequest(
   config: HttpListenerConfig,
   ctx: LifecycleContext,
 ): Promise<void> {
-  const closed = new Promise<void>((resolve) => (socket.destroyed ? resolve() : socket.once('close', () => resolve())));
+  let closedNow: () => void = () => {};
+  const closed = new Promise<void>((resolve) => (closedNow = resolve));
   socket.on('error', (err: NodeJS.ErrnoException) => config.log.debug({ err, code: err.code }, 'connection error'));
   const method = req.method ?? 'GET';
   const uri = req.url ?? '/';
@@ -212,10 +213,13 @@ async function serveHttpRequest(
 
   // Made before the parser hands over a byte of the body, which it does right after this synchronous part.
   const exchange = new HttpExchange(ctx, socket, method, uri, upgrade && (length ?? 0) === 0, length ?? 0, req, head);
-  socket.once('close', () => {
-    ctx.sendWatch?.unwatch(socket);
-    exchange.connectionClosed();
-  });
+  if (socket.destroyed) closedNow();
+  else {
+    socket.once('close', () => {
+      exchange.connectionClosed();
+      closedNow();
+    });
+  }
 
   const refuse = (status: number, err: UwsgiError): Promise<void> => {
     config.log.warn({ code: err.code, method, uri }, err.message);

@@ -323,6 +323,12 @@ export abstract class SocketLifecycle extends RequestLifecycle {
   /** The body stream if the app left part of it unread (it is read to its end before the connection ends). */
   protected abstract unreadBody(): Readable | undefined;
 
+  /** The send watch lets go of the socket with the request (a no-op where it never watched it). */
+  override connectionClosed(): void {
+    this.ctx.sendWatch?.unwatch(this.socket);
+    super.connectionClosed();
+  }
+
   protected wroteAny(): boolean {
     const socket = this.socket;
     return socket.bytesWritten > 0 || socket.writableLength > 0;

@@ -20,7 +20,7 @@ import { RequestDecoder, type DecoderHandler, type RequestHead } from '../protoc
 import { handleConnection, scanHead, scanned, type ConnectionContext } from './connection.js';
 import { RequestLifecycle } from './lifecycle.js';
 import { LightSocket, type LightSocketOwner } from './light-socket.js';
-import { drained, FramedResponse, joinHead, writeChunk } from './response.js';
+import { drained, FramedResponse, joinHead, writeChunk, RESOLVED } from './response.js';
 
 export interface NativeAddon {
   /** onRequest's `peer`: a TCP peer's address (for --allow-from); undefined on Unix sockets. */
@@ -118,7 +118,6 @@ export function adoptSocket(addon: NativeAddon, fd: number, backlog: number): 'u
 
 /** Responses collected up to this size go out in C's one write; a bigger one makes the connection a net.Socket. */
 const COLLECT_LIMIT = 64 * 1024;
-const RESOLVED = Promise.resolve();
 
 /** One listening socket served by the addon. `track`: a connection handed over to the JavaScript path. */
 export class NativeListener {

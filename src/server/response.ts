@@ -121,7 +121,7 @@ export class SocketResponse extends FramedResponse implements ResponseSink {
   }
 }
 
-const RESOLVED = Promise.resolve();
+export const RESOLVED = Promise.resolve();
 /** First chunks up to this size are copied behind the head (one buffer); bigger ones go out with writev. */
 const COALESCE_LIMIT = 16 * 1024;
 

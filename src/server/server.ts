@@ -111,6 +111,16 @@ export function createServer(config: ServerConfig): UwsgiServer {
     return fd;
   };
 
+  /** A listener accepting in JavaScript (plain, or the plain side of a --ssl-socket): listening, and known to close(). */
+  const listenJs = async (server: net.Server, address: SocketAddress, logged: Record<string, unknown>): Promise<void> => {
+    servers.push(server);
+    await listenOn(server, address, config.chmodSocket, config.shared, config.backlog);
+    server.on('error', onAcceptError);
+    if (address.kind === 'fd') listenFds.set(server, address.fd);
+    if (address.kind === 'unix' && !config.shared) unixPaths.push(address.path);
+    config.log[config.shared ? 'debug' : 'info'](logged, 'listening');
+  };
+
   return {
     get connections() {
       return inflight.size + natives.reduce((n, listener) => n + listener.requests, 0);
@@ -136,12 +146,7 @@ export function createServer(config: ServerConfig): UwsgiServer {
             track(new Promise<void>((resolve) => socket.once('close', () => resolve())));
             front.accept(socket);
           });
-          servers.push(server);
-          await listenOn(server, address, config.chmodSocket, config.shared, config.backlog);
-          server.on('error', onAcceptError);
-          if (address.kind === 'fd') listenFds.set(server, address.fd);
-          if (address.kind === 'unix' && !config.shared) unixPaths.push(address.path);
-          config.log[config.shared ? 'debug' : 'info']({ address: label, tls: true, serial: material.serial }, 'listening');
+          await listenJs(server, address, { address: label, tls: true, serial: material.serial });
         }
       } catch (err) {
         await this.close();
@@ -157,13 +162,7 @@ export function createServer(config: ServerConfig): UwsgiServer {
             config.log[config.shared ? 'debug' : 'info']({ address: formatSocketAddress(address), accept: 'native' }, 'listening');
             continue;
           }
-          const server = net.createServer({ noDelay: true }, onConnection);
-          servers.push(server);
-          await listenOn(server, address, config.chmodSocket, config.shared, config.backlog);
-          server.on('error', onAcceptError);
-          if (address.kind === 'fd') listenFds.set(server, address.fd);
-          if (address.kind === 'unix' && !config.shared) unixPaths.push(address.path);
-          config.log[config.shared ? 'debug' : 'info']({ address: formatSocketAddress(address) }, 'listening');
+          await listenJs(net.createServer({ noDelay: true }, onConnection), address, { address: formatSocketAddress(address) });
         }
       } catch (err) {
         await this.close();
