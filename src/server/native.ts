@@ -434,22 +434,13 @@ function flushUnended(): void {
 
 /** The ResponseSink of a native request: collects the head and body for one write; past COLLECT_LIMIT (or when the
  * app waits for a drain) the connection becomes a net.Socket and the rest streams with backpressure. */
-class NativeResponse extends FramedResponse implements ResponseSink {
+class NativeResponse extends FramedResponse<NativeExchange> implements ResponseSink {
   /** Bytes collected (head included once the body starts or the response ends). */
   size = 0;
   private chunks: Buffer[] = [];
 
-  constructor(
-    private readonly ex: NativeExchange,
-    method: string,
-  ) {
-    super(method);
-  }
-
-  write(chunk: Uint8Array | string): boolean {
-    const length = this.bodyLength(chunk);
-    if (length === 0) return true;
-    const conn = this.ex.conn;
+  protected send(chunk: Uint8Array | string, length: number): boolean {
+    const conn = this.out.conn;
     if (conn !== undefined) return writeChunk(conn, chunk);
     const head = this.pendingHead;
     if (head === undefined) {
@@ -483,12 +474,12 @@ class NativeResponse extends FramedResponse implements ResponseSink {
 
   flushIfOpen(): void {
     this.queued = false;
-    if (this.chunks.length > 0 && this.ex.streaming()) this.spill();
+    if (this.chunks.length > 0 && this.out.streaming()) this.spill();
   }
 
   /** The response outgrows one write: the connection becomes a net.Socket and what was collected goes out. */
   private spill(): boolean {
-    const socket = this.ex.takeSocket();
+    const socket = this.out.takeSocket();
     if (socket === undefined) {
       // The connection is gone (the peer left, a 504 answered): what the app still writes goes nowhere, as on
       // a destroyed net.Socket, rather than piling up until it is done.
@@ -502,14 +493,14 @@ class NativeResponse extends FramedResponse implements ResponseSink {
   }
 
   drain(): Promise<void> {
-    const conn = this.ex.conn;
+    const conn = this.out.conn;
     return conn !== undefined ? drained(conn) : RESOLVED;
   }
 
   end(): void {
     const head = this.endHead();
     if (head === undefined) return;
-    const conn = this.ex.conn;
+    const conn = this.out.conn;
     if (conn !== undefined) {
       conn.write(head, 'latin1');
     } else {

@@ -47,14 +47,18 @@ export function serializeHead(status: number, reason: string | undefined, header
  * end), whether the method and status allow a body, and the order checks (no body before the head or after the
  * end). Subclasses move the bytes: SocketResponse over a net.Socket, the native path's collector (native.ts).
  */
-export abstract class FramedResponse {
+export abstract class FramedResponse<Out> {
   headersSent = false;
   status = 0;
   protected pendingHead: string | undefined;
   protected withBody = true;
   protected ended = false;
 
-  constructor(protected readonly method: string) {}
+  constructor(
+    /** Where the bytes go: the socket, or the native path's exchange. */
+    protected readonly out: Out,
+    protected readonly method: string,
+  ) {}
 
   writeHead(status: number, reason: string | undefined, headers: HeaderList): void {
     if (this.headersSent) throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: 'headers were already sent' });
@@ -64,8 +68,17 @@ export abstract class FramedResponse {
     this.headersSent = true;
   }
 
+  /** A body chunk (a string as UTF-8); false when the caller should wait for drain(). */
+  write(chunk: Uint8Array | string): boolean {
+    const length = this.bodyLength(chunk);
+    return length === 0 || this.send(chunk, length);
+  }
+
+  /** Sends or keeps `length` body bytes (the pending head goes first); the order checks are done. */
+  protected abstract send(chunk: Uint8Array | string, length: number): boolean;
+
   /** The body bytes `chunk` holds, after the order checks; 0 when nothing is to be sent (no body allowed, empty). */
-  protected bodyLength(chunk: Uint8Array | string): number {
+  private bodyLength(chunk: Uint8Array | string): number {
     if (!this.headersSent) throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: 'body written before headers' });
     if (this.ended) throw new UwsgiError('ERR_APP_BAD_RESPONSE', { detail: 'body written after the end' });
     if (!this.withBody) return 0;
@@ -83,19 +96,10 @@ export abstract class FramedResponse {
 }
 
 /** The ResponseSink over a socket: head, then body with backpressure. */
-export class SocketResponse extends FramedResponse implements ResponseSink {
-  constructor(
-    private readonly socket: Socket,
-    method: string,
-  ) {
-    super(method);
-  }
-
-  write(chunk: Uint8Array | string): boolean {
-    const length = this.bodyLength(chunk);
-    if (length === 0) return true;
+export class SocketResponse extends FramedResponse<Socket> implements ResponseSink {
+  protected send(chunk: Uint8Array | string, length: number): boolean {
     const isString = typeof chunk === 'string';
-    const socket = this.socket;
+    const socket = this.out;
     const head = this.pendingHead;
     if (head === undefined) return writeChunk(socket, chunk);
     this.pendingHead = undefined;
@@ -112,12 +116,12 @@ export class SocketResponse extends FramedResponse implements ResponseSink {
   }
 
   drain(): Promise<void> {
-    return drained(this.socket);
+    return drained(this.out);
   }
 
   end(): void {
     const head = this.endHead();
-    if (head !== undefined) this.socket.write(head, 'latin1');
+    if (head !== undefined) this.out.write(head, 'latin1');
   }
 }
 
