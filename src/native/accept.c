@@ -1,6 +1,6 @@
 // The native accept path (README "Native accept"): owns a worker's uwsgi listening sockets on Node's own loop.
 // It accepts, reads until the 4-byte header and the vars block are whole, and hands JavaScript one call per
-// request with the bytes read. It reads the header's size and moves bytes: the vars are decoded by the
+// request with the count of bytes read into a buffer JavaScript holds. It reads the header's size and moves bytes: the vars are decoded by the
 // TypeScript codec. JavaScript answers with respond() (a short complete response: one write, then close) or
 // takes the connection over with release() (its fd becomes a net.Socket: bodies, streams, Upgrades).
 //
@@ -51,6 +51,7 @@ typedef struct listener {
   napi_ref on_abort;   // (fd) => void: the peer hung up while the app runs
   napi_ref on_error;   // (errno) => void: accept failed
   napi_async_context actx;
+  char *rbuf; // the env's read buffer (readBuffer): JavaScript reads the request from it during onRequest
   uv_timer_t sweep; // hands connections still waiting for a first byte to JavaScript (its --header-timeout)
   uint64_t ticks;
   int waiting;
@@ -67,7 +68,16 @@ typedef struct conn {
   char peer[INET6_ADDRSTRLEN]; // a TCP peer's address while waiting ("" for Unix sockets)
 } conn_t;
 
-static char rbuf[READ_SIZE];
+// Reads land in a Buffer JavaScript holds (exports.readBuffer, one per env): onRequest gets the byte count, not a
+// new Buffer. Node-API's buffer from C (napi_create_buffer_copy) cost a malloc, a typed array given its prototype
+// from C++ and a finalizer per request (bench/README.md, "The read buffer"). JavaScript copies what it keeps past
+// the call (a body that came with the head, the bytes of a hand-over).
+// What each env (the main thread, a worker thread) holds: its read buffer, given to JavaScript as readBuffer.
+typedef struct env_data {
+  char *rbuf;
+  napi_ref buffer;
+} env_data_t;
+
 static conn_t **conns; // by fd: watched connections
 static int nconns;
 static int reserve_fd = -1; // kept free for EMFILE (on_listen_event)
@@ -126,7 +136,7 @@ static void on_conn_event(uv_poll_t *p, int status, int events) {
     listener_t *l = c->l;
     ssize_t got = -1;
     if (status == 0) {
-      do got = read(fd, rbuf, sizeof rbuf); while (got < 0 && errno == EINTR);
+      do got = read(fd, l->rbuf, READ_SIZE); while (got < 0 && errno == EINTR);
       if (got < 0 && errno == EAGAIN) return;
     }
     char peer[INET6_ADDRSTRLEN];
@@ -139,7 +149,7 @@ static void on_conn_event(uv_poll_t *p, int status, int events) {
   }
   if (status == 0 && (events & UV_READABLE) && !(events & UV_DISCONNECT)) {
     // Bytes after a complete body-less request: read and dropped (nginx sends none); EOF means the peer left.
-    ssize_t n = read(c->fd, rbuf, sizeof rbuf);
+    ssize_t n = read(c->fd, c->l->rbuf, READ_SIZE);
     if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR))) return;
   }
   int fd = c->fd;
@@ -202,7 +212,7 @@ static void on_sweep(uv_timer_t *t) {
  * first bytes, for 1 to 2 s, before JavaScript takes it over. */
 static void serve(listener_t *l, int fd, const char *peer) {
   ssize_t got;
-  do got = read(fd, rbuf, sizeof rbuf); while (got < 0 && errno == EINTR);
+  do got = read(fd, l->rbuf, READ_SIZE); while (got < 0 && errno == EINTR);
   if (got == 0 || (got < 0 && errno != EAGAIN)) { close(fd); return; } // gone before a byte: nothing to answer
   if (got < 0) {
     if (watch(l, fd) != 0) { dispatch(l, fd, 0, peer); return; }
@@ -214,17 +224,17 @@ static void serve(listener_t *l, int fd, const char *peer) {
   dispatch(l, fd, got, peer);
 }
 
-/** Hands JavaScript the `got` bytes in rbuf read from `fd`: a request if the head is whole, else a hand-over.
+/** Hands JavaScript the `got` bytes in the read buffer read from `fd`: a request if the head is whole, else a hand-over.
  * `peer`: a TCP peer's address, for --allow-from ("" for Unix sockets). */
 static void dispatch(listener_t *l, int fd, ssize_t got, const char *peer) {
-  int complete = got >= 4 && (size_t)got >= 4 + ((unsigned char)rbuf[1] | ((size_t)(unsigned char)rbuf[2] << 8));
+  const unsigned char *head = (const unsigned char *)l->rbuf;
+  int complete = got >= 4 && (size_t)got >= 4 + (head[1] | ((size_t)head[2] << 8));
   napi_env env = l->env;
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
   napi_value argv[4];
-  void *data;
   argv[0] = int_value(env, fd);
-  if (napi_create_buffer_copy(env, got, rbuf, &data, &argv[1]) != napi_ok) { close(fd); napi_close_handle_scope(env, scope); return; }
+  argv[1] = int_value(env, got);
   napi_get_boolean(env, complete, &argv[2]);
   if (peer[0]) napi_create_string_latin1(env, peer, NAPI_AUTO_LENGTH, &argv[3]);
   else napi_get_undefined(env, &argv[3]);
@@ -328,7 +338,8 @@ static int fd_arg(napi_env env, napi_callback_info info) {
 }
 
 /** listen(fd, onRequest, onAbort, onError): serves the listening socket `fd` (already bound and listening);
- * returns an external to pass to stop(). */
+ * returns an external to pass to stop(). onRequest(fd, length, complete, peer): the request's first `length` bytes
+ * are in readBuffer until it returns. */
 static napi_value Listen(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value a[4];
@@ -352,6 +363,9 @@ static napi_value Listen(napi_env env, napi_callback_info info) {
   napi_create_reference(env, a[1], 1, &l->on_request);
   napi_create_reference(env, a[2], 1, &l->on_abort);
   napi_create_reference(env, a[3], 1, &l->on_error);
+  env_data_t *data = NULL;
+  napi_get_instance_data(env, (void **)&data);
+  l->rbuf = data->rbuf;
   napi_value name;
   napi_create_string_utf8(env, "uwsgi-native", NAPI_AUTO_LENGTH, &name);
   napi_async_init(env, NULL, name, &l->actx);
@@ -630,7 +644,23 @@ static napi_value AcceptAll(napi_env env, napi_callback_info info) {
   return list;
 }
 
+static void free_env_data(napi_env env, void *data, void *hint) {
+  (void)hint;
+  napi_delete_reference(env, ((env_data_t *)data)->buffer);
+  free(data);
+}
+
 NAPI_MODULE_INIT() {
+  env_data_t *data = calloc(1, sizeof *data);
+  napi_value buffer;
+  if (data == NULL || napi_create_buffer(env, READ_SIZE, (void **)&data->rbuf, &buffer) != napi_ok) {
+    free(data);
+    napi_throw_error(env, NULL, "accept: no memory for the read buffer");
+    return NULL;
+  }
+  napi_create_reference(env, buffer, 1, &data->buffer);
+  napi_set_instance_data(env, data, free_env_data, NULL);
+  napi_set_named_property(env, exports, "readBuffer", buffer);
   static const struct { const char *name; napi_callback cb; } fns[] = {
     {"listen", Listen}, {"stop", Stop}, {"respond", Respond}, {"release", Release}, {"close", Close}, {"bindUnix", BindUnix}, {"bindTcp", BindTcp},
     {"adoptFd", AdoptFd}, {"refuseNew", RefuseNew}, {"acceptAll", AcceptAll},

@@ -23,10 +23,12 @@ import { LightSocket, type LightSocketOwner } from './light-socket.js';
 import { drained, FramedResponse, joinHead, writeChunk, RESOLVED } from './response.js';
 
 export interface NativeAddon {
+  /** Where C reads requests: onRequest's first `length` bytes are here until it returns (one buffer per env). */
+  readonly readBuffer: Buffer;
   /** onRequest's `peer`: a TCP peer's address (for --allow-from); undefined on Unix sockets. */
   listen(
     fd: number,
-    onRequest: (fd: number, bytes: Buffer, complete: boolean, peer: string | undefined) => void,
+    onRequest: (fd: number, length: number, complete: boolean, peer: string | undefined) => void,
     onAbort: (fd: number) => void,
     onError: (errno: number) => void,
   ): object;
@@ -69,7 +71,12 @@ export function loadNative(): NativeLoad {
     const url = new URL(file, ROOT);
     if (!existsSync(url)) continue;
     try {
-      return (loaded = { addon: require(fileURLToPath(url)) as NativeAddon, file });
+      const addon = require(fileURLToPath(url)) as NativeAddon;
+      if (!Buffer.isBuffer(addon.readBuffer)) {
+        failed.push(`${file} was built from an older accept.c (no readBuffer): rebuild it (npm run build)`);
+        continue;
+      }
+      return (loaded = { addon, file });
     } catch (err) {
       failed.push(`${file} does not load: ${(err as Error).message}`);
     }
@@ -140,12 +147,13 @@ export class NativeListener {
     onAcceptError: (err: NodeJS.ErrnoException) => void,
     private readonly allowList: BlockList | undefined,
   ) {
+    const readBuffer = addon.readBuffer;
     this.handle = addon.listen(
       fd,
-      (conn, bytes, complete, peer) => {
+      (conn, length, complete, peer) => {
         try {
           if (peer !== undefined && this.allowList !== undefined && !isAllowed(this.allowList, peer)) return this.refuse(conn, peer);
-          this.onRequest(conn, bytes, complete);
+          this.onRequest(conn, readBuffer.subarray(0, length), complete);
         } catch (err) {
           // A bug of this file, not the app's (run() catches the app's): the connection must not be left open.
           ctx.log.error({ err }, 'native accept: request not started');
@@ -172,6 +180,7 @@ export class NativeListener {
     this.addon.close(fd);
   }
 
+  /** `bytes`: a view of the addon's read buffer, which the next read overwrites: what outlives this call is copied. */
   private onRequest(fd: number, bytes: Buffer, complete: boolean): void {
     if (!complete) return this.handOver(fd, bytes);
     const head = this.decode(bytes);
@@ -182,7 +191,7 @@ export class NativeListener {
       // a longer one streams on the JavaScript path, with backpressure and --body-timeout.
       const headSize = 4 + bytes.readUInt16LE(1);
       if (bytes.length - headSize !== head.contentLength) return this.handOver(fd, bytes);
-      body = bytes.subarray(headSize);
+      body = Buffer.from(bytes.subarray(headSize));
     }
     scanHead(head);
     if (scanned.upgrade) return this.handOver(fd, bytes);
@@ -203,10 +212,10 @@ export class NativeListener {
     return decoded;
   }
 
-  /** The connection goes on as a net.Socket on today's JavaScript path, with the bytes already read. */
+  /** The connection goes on as a net.Socket on today's JavaScript path, with (a copy of) the bytes already read. */
   handOver(fd: number, bytes: Buffer): void {
     const socket = adopt(this.addon, fd);
-    if (socket !== undefined) this.track(handleConnection(socket, this.ctx, bytes));
+    if (socket !== undefined) this.track(handleConnection(socket, this.ctx, Buffer.from(bytes)));
   }
 
   ended(ex: NativeExchange): void {

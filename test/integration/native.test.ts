@@ -106,6 +106,26 @@ describe('native accept', () => {
     expect(parseRawResponse(raw).body.toString()).toBe(`SocketResponse ${json.length} ${json.slice(0, 8)}`);
   });
 
+  it('a body kept while the app waits is its own, not the bytes of the requests read after it (C reads every request into one buffer)', async () => {
+    server = await start(
+      (async (ex) => {
+        await sleep(ex.vars[ex.vars.indexOf('REQUEST_URI') + 1] === '/first' ? 150 : 0);
+        const body = await text(ex.body);
+        ex.response.writeHead(200, 'OK', []);
+        ex.response.write(`${ex.response.constructor.name} ${body}`);
+        ex.response.end();
+      }),
+    );
+    const post = (uri: string, body: string, head: Record<string, string> = {}) =>
+      server!.request(nginxVars({ REQUEST_METHOD: 'POST', REQUEST_URI: uri, CONTENT_LENGTH: String(body.length), ...head }), Buffer.from(body));
+    const first = post('/first', 'a'.repeat(200));
+    await sleep(30);
+    // Later requests land where the first one's head and body were read: longer vars, other bytes at every offset.
+    const later = await Promise.all(Array.from({ length: 20 }, (_, i) => post(`/later/${i}`, String(i).repeat(300), { HTTP_X_PAD: 'p'.repeat(i * 7) })));
+    later.forEach((res, i) => expect(res.body.toString()).toBe(`NativeResponse ${String(i).repeat(300)}`));
+    expect((await first).body.toString()).toBe(`NativeResponse ${'a'.repeat(200)}`);
+  });
+
   it('a peer that connects before it sends is waited for in C and served natively', async () => {
     server = await start(hello);
     sinks.length = 0;
