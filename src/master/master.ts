@@ -25,7 +25,7 @@ import { WORKER_CONFIG_ENV, heartbeatInterval, isWorkerMessage, type MasterMessa
 import { Policy, type Action, type PolicyEvent } from './policy.js';
 import { MAX_DIRECTORIES, watchRoot, watchTree, type TreeWatcher } from './watch.js';
 import { StatsCollector, restartCause } from '../ops/collector.js';
-import { CHECK_MS, ListenQueues } from '../ops/listen-queue.js';
+import { CHECK_MS, ListenQueues, type ReadUnixQueue } from '../ops/listen-queue.js';
 import { AppMetrics } from '../ops/app-metrics.js';
 import { startOpsListeners } from '../ops/metrics.js';
 import { requireAllowListForFds, workerStdio } from '../ops/activation.js';
@@ -109,7 +109,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
   const handles = new Map<number, Worker>();
   // --stats and --metrics: listening before the first worker starts, so that /health says 503 until one is ready.
   // The listen queues, for --stats, --metrics and the "listen queue full" warning (ERR_LISTEN_QUEUE_FULL).
-  const queues = new ListenQueues({ sockets: uwsgiAddresses, http: options.http, backlog: options.backlog, cwd: config.cwd, log });
+  const queues = new ListenQueues({ sockets: uwsgiAddresses, http: options.http, backlog: options.backlog, cwd: config.cwd, log, readUnix: native.unixQueue });
   const stats = new StatsCollector({ state: (id) => policy.workers.get(id)?.state, ready: () => policy.readyWorkers(), sockets: uwsgiAddresses, queues, cwd: config.cwd });
   // The app's prom-client metrics, asked of the workers at each scrape (src/ops/app-metrics.ts).
   const appMetrics = options.metrics
@@ -345,7 +345,15 @@ export async function runMaster(config: MasterConfig): Promise<number> {
 function bindNative(
   options: Options,
   log: Logger,
-): { sockets: SocketAddress[]; sslSockets: SslSocket[]; fds: number[]; boundFds: number[]; unlink(): void; announce(): void } {
+): {
+  sockets: SocketAddress[];
+  sslSockets: SslSocket[];
+  fds: number[];
+  boundFds: number[];
+  unixQueue: ReadUnixQueue | undefined;
+  unlink(): void;
+  announce(): void;
+} {
   const choice = chooseAccept(options.accept);
   // On the JavaScript path too the master binds with the addon where it loads (not under NODE_UWSGI_SCHED=rr,
   // whose master accepts): the master then holds the sockets, stops their handshakes at a stop (refuseNew) and
@@ -357,24 +365,31 @@ function bindNative(
   /** The fds the master bound (an inherited one stays open: systemd holds the socket, not us). */
   const bound: number[] = [];
   const paths: string[] = [];
+  /** The fd the master holds for each uwsgi socket it was given (bound here or inherited), while it holds them. */
+  const fdOf = new Map<SocketAddress, number>();
   const sockets = options.socket.map((address): SocketAddress => {
     if (binder === undefined) return address;
     if (address.kind === 'fd') {
+      fdOf.set(address, address.fd);
       if (addon === undefined) return address;
       adoptSocket(addon, address.fd, backlog);
       fds.push(address.fd);
       return address;
     }
     const fd = bindOwn(binder, address);
+    fdOf.set(address, fd);
     if (addon !== undefined) fds.push(fd);
     return { kind: 'fd', fd };
   });
   // --ssl-socket: bound here like the plain sockets (the same lifetime, the same stop), but served in JavaScript
   // by every worker (TLS is not the addon's): their fds are not among `fds`.
   const sslSockets = options.sslSocket.map((ssl): SslSocket => {
-    if (binder === undefined || ssl.address.kind === 'fd') return ssl;
-    return { ...ssl, address: { kind: 'fd', fd: bindOwn(binder, ssl.address) } };
+    if (binder === undefined) return ssl;
+    const fd = ssl.address.kind === 'fd' ? ssl.address.fd : bindOwn(binder, ssl.address);
+    fdOf.set(ssl.address, fd);
+    return ssl.address.kind === 'fd' ? ssl : { ...ssl, address: { kind: 'fd', fd } };
   });
+  const unixQueue = binder?.unixQueue?.bind(binder);
   function bindOwn(with_: NativeAddon, address: Exclude<SocketAddress, { kind: 'fd' }>): number {
     const fd = bindSocket(with_, address, backlog);
     bound.push(fd);
@@ -395,11 +410,20 @@ function bindNative(
     sslSockets,
     fds: [...fds],
     boundFds: [...bound],
+    /** A Unix socket's listen queue from sock_diag on the master's fd (ListenQueues), without running ss. */
+    unixQueue:
+      unixQueue === undefined
+        ? undefined
+        : (address: SocketAddress) => {
+            const fd = fdOf.get(address);
+            return fd === undefined ? undefined : unixQueue(fd);
+          },
     /** Stops listening (the master's copies of the fds it bound) and removes the socket files. A TCP socket first
      * stops completing handshakes (the kernel offers no other way to stop new connections short of a close, which
      * would reset the queue): the workers serve what is queued before the last close. An inherited fd is left as
      * it is: its holder (systemd) keeps queueing for the next start. */
     unlink() {
+      fdOf.clear();
       for (const fd of bound.splice(0)) {
         const refused = binder?.refuseNew?.(fd) ?? 0;
         if (refused < 0 && refused !== -22) log.debug({ fd, errno: refused }, 'cannot filter new connections on a stopping socket');

@@ -26,6 +26,11 @@
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <linux/filter.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
+#include <sys/stat.h>
 
 #define MAX_HEAD (4 + 65535)
 #define READ_SIZE (MAX_HEAD + 16384)
@@ -650,6 +655,51 @@ static void free_env_data(napi_env env, void *data, void *hint) {
   free(data);
 }
 
+/** unixQueue(fd): [queue, backlog] of a listening Unix socket, from sock_diag (UDIAG_SHOW_RQLEN, what `ss -xl`
+ * prints as Recv-Q and Send-Q), asked by the socket's inode; -errno where the kernel does not say. The master reads
+ * its sockets' queues so, instead of running ss every 2 s (a fork of the master each time: README "The listen
+ * queue"). The answer comes from the kernel, not from a peer. */
+static napi_value UnixQueue(napi_env env, napi_callback_info info) {
+  int fd = fd_arg(env, info);
+  if (fd < 0) { napi_throw_type_error(env, NULL, "unixQueue(fd)"); return NULL; }
+  struct stat st;
+  if (fstat(fd, &st) < 0) return int_value(env, -errno);
+  int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (nl < 0) return int_value(env, -errno);
+  struct {
+    struct nlmsghdr nlh;
+    struct unix_diag_req req;
+  } ask = {
+    .nlh = {.nlmsg_len = sizeof ask, .nlmsg_type = SOCK_DIAG_BY_FAMILY, .nlmsg_flags = NLM_F_REQUEST},
+    .req = {.sdiag_family = AF_UNIX, .udiag_states = 1 << 10 /* TCP_LISTEN */, .udiag_ino = (__u32)st.st_ino,
+            .udiag_show = UDIAG_SHOW_RQLEN, .udiag_cookie = {~0U, ~0U} /* INET_DIAG_NOCOOKIE: by inode alone */},
+  };
+  long answer[1024]; // aligned for the netlink headers
+  ssize_t n = send(nl, &ask, sizeof ask, 0) < 0 ? -1 : recv(nl, answer, sizeof answer, 0);
+  int err = n < 0 ? errno : ENOENT;
+  close(nl);
+  for (struct nlmsghdr *h = (struct nlmsghdr *)answer; n > 0 && NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+    if (h->nlmsg_type == NLMSG_ERROR) {
+      struct nlmsgerr *e = NLMSG_DATA(h);
+      err = h->nlmsg_len >= NLMSG_LENGTH(sizeof *e) && e->error < 0 ? -e->error : ENOENT;
+      break;
+    }
+    if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY || h->nlmsg_len < NLMSG_LENGTH(sizeof(struct unix_diag_msg))) continue;
+    int left = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(struct unix_diag_msg)));
+    for (struct rtattr *a = (struct rtattr *)((char *)NLMSG_DATA(h) + NLMSG_ALIGN(sizeof(struct unix_diag_msg)));
+         RTA_OK(a, left); a = RTA_NEXT(a, left)) {
+      if (a->rta_type != UNIX_DIAG_RQLEN || RTA_PAYLOAD(a) < sizeof(struct unix_diag_rqlen)) continue;
+      struct unix_diag_rqlen *q = RTA_DATA(a);
+      napi_value pair;
+      napi_create_array_with_length(env, 2, &pair);
+      napi_set_element(env, pair, 0, int_value(env, q->udiag_rqueue));
+      napi_set_element(env, pair, 1, int_value(env, q->udiag_wqueue));
+      return pair;
+    }
+  }
+  return int_value(env, -err);
+}
+
 NAPI_MODULE_INIT() {
   env_data_t *data = calloc(1, sizeof *data);
   napi_value buffer;
@@ -663,7 +713,7 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "readBuffer", buffer);
   static const struct { const char *name; napi_callback cb; } fns[] = {
     {"listen", Listen}, {"stop", Stop}, {"respond", Respond}, {"release", Release}, {"close", Close}, {"bindUnix", BindUnix}, {"bindTcp", BindTcp},
-    {"adoptFd", AdoptFd}, {"refuseNew", RefuseNew}, {"acceptAll", AcceptAll},
+    {"adoptFd", AdoptFd}, {"refuseNew", RefuseNew}, {"acceptAll", AcceptAll}, {"unixQueue", UnixQueue},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value fn;

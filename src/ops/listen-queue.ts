@@ -6,9 +6,10 @@
 // TCP: /proc/net/tcp{,6} gives a listener's accept queue as rx_queue (uWSGI reads the same number through
 // TCP_INFO's tcpi_unacked); its backlog is the one listen() was given, capped at somaxconn. Unix sockets: neither
 // /proc/net/unix nor an ioctl on a listening socket tells (uWSGI needs a patched kernel's SIOBKLGQ); sock_diag
-// does (UDIAG_SHOW_RQLEN: the queue and the backlog), and Node cannot open a netlink socket, so `ss -xlnH`
-// (iproute2) prints them as a listener's Recv-Q and Send-Q. It costs ~7 ms of CPU per run (3.3 ms of it the
-// master's fork, measured over 200 runs), so it runs only when there are Unix listeners, at most once a second.
+// does (UDIAG_SHOW_RQLEN: the queue and the backlog). Node cannot open a netlink socket: the native addon asks
+// sock_diag for a socket the master holds (`readUnix`, its unixQueue); without the addon, or for a socket the
+// master has no fd of, `ss -xlnH` (iproute2) prints them as a listener's Recv-Q and Send-Q. ss costs ~7 ms of CPU
+// per run (3.3 ms of it the master's fork), so it runs only when a Unix listener needs it, at most once a second.
 import { execFile } from 'node:child_process';
 import { relative, resolve } from 'node:path';
 import type { Logger } from 'pino';
@@ -37,8 +38,15 @@ export interface QueueReading {
   backlog: number;
 }
 
-/** Where a socket's queue is read. */
-type Source = { kind: 'unix'; paths: string[] } | { kind: 'tcp'; port: number } | { kind: 'none' };
+/** A Unix socket's [queue, backlog] from sock_diag, or a negative errno; undefined where the master holds no fd of
+ * it (the master's addon: master.ts). */
+export type ReadUnixQueue = (address: SocketAddress) => readonly [number, number] | number | undefined;
+
+/** Where a socket's queue is read: a Unix socket by ss's rows (`paths`) or by `read` (sock_diag, no ss). */
+type Source =
+  | { kind: 'unix'; paths: string[]; read?: () => readonly [number, number] | number | undefined }
+  | { kind: 'tcp'; port: number }
+  | { kind: 'none' };
 
 interface Watched {
   readonly reading: QueueReading;
@@ -99,6 +107,8 @@ export interface ListenQueuesConfig {
   log: Logger;
   ss?: RunSs;
   now?: () => number;
+  /** Unix queues without ss, where it answers. */
+  readUnix?: ReadUnixQueue;
 }
 
 export class ListenQueues {
@@ -122,14 +132,15 @@ export class ListenQueues {
     this.ss = config.ss ?? runSs;
     this.now = config.now ?? Date.now;
     const backlog = effectiveBacklog(config.backlog);
-    const watch = (address: SocketAddress, proto: 'uwsgi' | 'http'): Watched => ({
-      reading: { address: formatSocketAddress(address), proto, queue: undefined, backlog },
-      source: sourceOf(address, config.cwd),
-      full: false,
-      peak: 0,
-    });
+    const readUnix = config.readUnix;
+    const watch = (address: SocketAddress, proto: 'uwsgi' | 'http'): Watched => {
+      const source = sourceOf(address, config.cwd);
+      // sock_diag where it answers now (a kernel without unix_diag does not: ss then, which needs it too).
+      if (source.kind === 'unix' && readUnix !== undefined && Array.isArray(readUnix(address))) source.read = () => readUnix(address);
+      return { reading: { address: formatSocketAddress(address), proto, queue: undefined, backlog }, source, full: false, peak: 0 };
+    };
     this.watched = [...config.sockets.map((a) => watch(a, 'uwsgi')), ...(config.http ?? []).map((a) => watch(a, 'http'))];
-    this.ssUsable = this.watched.some((w) => w.source.kind === 'unix');
+    this.ssUsable = this.watched.some((w) => w.source.kind === 'unix' && w.source.read === undefined);
   }
 
   /** The latest reading of each socket, --socket ones first. */
@@ -174,7 +185,11 @@ export class ListenQueues {
     for (const w of this.watched) {
       const source = w.source;
       if (source.kind === 'tcp') w.reading.queue = tcpListenQueue(source.port);
-      else if (source.kind === 'unix' && unix === undefined) w.reading.queue = undefined;
+      else if (source.kind === 'unix' && source.read !== undefined) {
+        const pair = source.read();
+        w.reading.queue = Array.isArray(pair) ? pair[0] : undefined;
+        if (Array.isArray(pair)) w.reading.backlog = pair[1]!;
+      } else if (source.kind === 'unix' && unix === undefined) w.reading.queue = undefined;
       else if (source.kind === 'unix' && unix !== undefined) {
         const row = unix.find((r) => source.paths.includes(r.path));
         w.reading.queue = row?.queue;

@@ -46,6 +46,8 @@ export interface NativeAddon {
   refuseNew?(fd: number): number;
   /** Accepts until the queue is empty; the connections' fds. Absent from an addon built before it. */
   acceptAll?(fd: number): number[];
+  /** A listening Unix socket's [queue, backlog] from sock_diag, or -errno. Absent from an addon built before it. */
+  unixQueue?(fd: number): [number, number] | number;
 }
 
 export type NativeLoad = { addon: NativeAddon; file: string; reason?: undefined } | { addon?: undefined; file?: undefined; reason: string };

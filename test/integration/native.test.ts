@@ -17,7 +17,7 @@ import { createServer } from '../../src/server/server.js';
 import { buildAllowList } from '../../src/server/allow.js';
 import { DEFAULT_LIMITS } from '../../src/protocol/decoder.js';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { APPS, CLI, freePort, startServer } from './nginx.js';
 
 const native = chooseAccept('native').addon!;
@@ -124,6 +124,22 @@ describe('native accept', () => {
     const later = await Promise.all(Array.from({ length: 20 }, (_, i) => post(`/later/${i}`, String(i).repeat(300), { HTTP_X_PAD: 'p'.repeat(i * 7) })));
     later.forEach((res, i) => expect(res.body.toString()).toBe(`NativeResponse ${String(i).repeat(300)}`));
     expect((await first).body.toString()).toBe(`NativeResponse ${'a'.repeat(200)}`);
+  });
+
+  it('unixQueue: a listening Unix socket\'s queue and backlog from sock_diag, as ss prints them', async () => {
+    const path = join(tempDir(), 'queue.sock');
+    const fd = native.bindUnix(path, 7);
+    defer(() => closeSync(fd));
+    expect(native.unixQueue!(fd)).toEqual([0, 7]);
+    const clients = Array.from({ length: 3 }, () => net.connect({ path }).on('error', () => {}));
+    defer(() => clients.forEach((c) => c.destroy()));
+    await Promise.all(clients.map((c) => new Promise((resolve) => c.once('connect', resolve))));
+    expect(native.unixQueue!(fd)).toEqual([3, 7]);
+    const ss = spawnSync('ss', ['-xlnH'], { encoding: 'latin1' }).stdout.split('\n').find((line) => line.includes(path));
+    expect(ss?.split(/\s+/).slice(2, 4)).toEqual(['3', '7']);
+    const file = openSync(join(tempDir(), 'not-a-socket'), 'w');
+    defer(() => closeSync(file));
+    expect(native.unixQueue!(file), 'not a socket: sock_diag knows no such inode').toBe(-2);
   });
 
   it('a peer that connects before it sends is waited for in C and served natively', async () => {

@@ -117,6 +117,37 @@ describe('ListenQueues', () => {
   });
 });
 
+describe('ListenQueues with sock_diag (the addon on the master\'s fd)', () => {
+  it('reads Unix queues with readUnix and runs no ss; a socket it cannot read (no fd, an error at start) goes to ss', async () => {
+    const { log } = memoryLogger();
+    let ssRuns = 0;
+    let queue = 3;
+    const own = { kind: 'unix', path: 'app.sock' } as const;
+    const other = { kind: 'unix', path: '/srv/my app/other.sock' } as const;
+    const make = (sockets: Array<typeof own | typeof other>) =>
+      new ListenQueues({
+        sockets,
+        backlog: 16,
+        cwd: '/srv/my app',
+        log,
+        ss: async () => (ssRuns++, ssOutput(5).replace('/srv/my app/app.sock', '/srv/my app/other.sock')),
+        readUnix: (address) => (address === own ? [queue, 16] : address === other ? -2 : undefined),
+      });
+    const queues = make([own]);
+    await queues.fresh(0);
+    expect(queues.readings).toEqual([{ address: 'unix:app.sock', proto: 'uwsgi', queue: 3, backlog: 16 }]);
+    queue = 15;
+    await queues.fresh(0);
+    expect(queues.readings[0]!.queue).toBe(15);
+    expect(ssRuns, 'every Unix socket read by sock_diag: no ss').toBe(0);
+
+    const mixed = make([own, other]);
+    await mixed.fresh(0);
+    expect(ssRuns).toBe(1);
+    expect(mixed.readings.map((r) => r.queue)).toEqual([15, 5]);
+  });
+});
+
 describe('the backlog', () => {
   it('defaults to the kernel somaxconn, which also caps a larger --backlog', () => {
     const somaxconn = Number(readFileSync('/proc/sys/net/core/somaxconn', 'latin1'));
