@@ -80,10 +80,7 @@ export async function runMaster(config: MasterConfig): Promise<number> {
     exec: fileURLToPath(new URL('../worker/main.js', import.meta.url)),
     args: [],
     silent: false,
-    // SIGUSR1 opens Node's inspector by default; a worker hears of log reopening over IPC instead, so where Node
-    // allows it (22.14+, 24) the signal is disarmed altogether: a stray USR1 (systemctl kill to the whole cgroup)
-    // during a worker's boot cannot open a debugger in a process that serves requests.
-    execArgv: process.allowedNodeEnvironmentFlags.has('--disable-sigusr1') ? [...process.execArgv, '--disable-sigusr1'] : process.execArgv,
+    execArgv: workerExecArgv(process.execArgv),
     // Inherited fds (socket activation, fd://N) go to each worker at their own numbers: ops/activation.ts.
     stdio: workerStdio(workerSockets),
   });
@@ -438,6 +435,23 @@ function bindNative(
       }
     },
   };
+}
+
+/**
+ * The Node flags of a worker: the master's own, and
+ * - `--disable-sigusr1` where Node has it (22.14+, 24): SIGUSR1 opens Node's inspector by default; a worker hears of
+ *   log reopening over IPC instead, so a stray USR1 (systemctl kill to the whole cgroup) during a worker's boot
+ *   cannot open a debugger in a process that serves requests;
+ * - `--no-allocation-site-pretenuring`, unless the master was given either spelling of the flag: V8 (Node 24) sees
+ *   a request's objects alive at a scavenge (the requests in flight) and starts allocating them in the old
+ *   generation, where they all die: the node interface and Express then cost a fifth more JavaScript a request
+ *   (bench/README.md, "Figures the source cites"). Node 20 is not affected.
+ */
+export function workerExecArgv(master: readonly string[]): string[] {
+  const argv = [...master];
+  if (process.allowedNodeEnvironmentFlags.has('--disable-sigusr1')) argv.push('--disable-sigusr1');
+  if (!master.some((flag) => /^--(no-)?allocation[-_]site[-_]pretenuring$/.test(flag))) argv.push('--no-allocation-site-pretenuring');
+  return argv;
 }
 
 /** ERR_TLS_CERT_EXPIRED / ERR_TLS_CERT_EXPIRING as a warning, with the certificate's notAfter. */

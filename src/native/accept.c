@@ -75,8 +75,8 @@ typedef struct conn {
 
 // Reads land in a Buffer JavaScript holds (exports.readBuffer, one per env): onRequest gets the byte count, not a
 // new Buffer. Node-API's buffer from C (napi_create_buffer_copy) cost a malloc, a typed array given its prototype
-// from C++ and a finalizer per request (bench/README.md, "The read buffer"). JavaScript copies what it keeps past
-// the call (a body that came with the head, the bytes of a hand-over).
+// from C++ and a finalizer per request (bench/README.md, "Figures the source cites"). JavaScript copies what it
+// keeps past the call (a body that came with the head, the bytes of a hand-over).
 // What each env (the main thread, a worker thread) holds: its read buffer, given to JavaScript as readBuffer.
 typedef struct env_data {
   char *rbuf;
