@@ -420,7 +420,8 @@ function bindNative(
      * would reset the queue): the workers serve what is queued before the last close. An inherited fd is left as
      * it is: its holder (systemd) keeps queueing for the next start. */
     unlink() {
-      fdOf.clear();
+      // The queues of the sockets closed here are read by ss from now on (the workers still hold them).
+      for (const [address, fd] of fdOf) if (bound.includes(fd)) fdOf.delete(address);
       for (const fd of bound.splice(0)) {
         const refused = binder?.refuseNew?.(fd) ?? 0;
         if (refused < 0 && refused !== -22) log.debug({ fd, errno: refused }, 'cannot filter new connections on a stopping socket');
@@ -450,7 +451,7 @@ function bindNative(
 export function workerExecArgv(master: readonly string[]): string[] {
   const argv = [...master];
   if (process.allowedNodeEnvironmentFlags.has('--disable-sigusr1')) argv.push('--disable-sigusr1');
-  if (!master.some((flag) => /^--(no-)?allocation[-_]site[-_]pretenuring$/.test(flag))) argv.push('--no-allocation-site-pretenuring');
+  if (!master.some((flag) => /^--(no-?)?allocation[-_]site[-_]pretenuring$/.test(flag))) argv.push('--no-allocation-site-pretenuring');
   return argv;
 }
 

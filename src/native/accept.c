@@ -359,6 +359,8 @@ static napi_value Listen(napi_env env, napi_callback_info info) {
   int flags = fcntl(fd, F_GETFL);
   if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) { throw_errno(env, "listen", errno); return NULL; }
   if (reserve_fd < 0) reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  env_data_t *data = NULL;
+  if (napi_get_instance_data(env, (void **)&data) != napi_ok || data == NULL) { napi_throw_error(env, NULL, "listen: no read buffer"); return NULL; }
   listener_t *l = calloc(1, sizeof *l);
   if (l == NULL) { throw_errno(env, "listen", ENOMEM); return NULL; }
   uv_loop_t *loop;
@@ -368,8 +370,6 @@ static napi_value Listen(napi_env env, napi_callback_info info) {
   napi_create_reference(env, a[1], 1, &l->on_request);
   napi_create_reference(env, a[2], 1, &l->on_abort);
   napi_create_reference(env, a[3], 1, &l->on_error);
-  env_data_t *data = NULL;
-  napi_get_instance_data(env, (void **)&data);
   l->rbuf = data->rbuf;
   napi_value name;
   napi_create_string_utf8(env, "uwsgi-native", NAPI_AUTO_LENGTH, &name);
@@ -664,6 +664,7 @@ static napi_value UnixQueue(napi_env env, napi_callback_info info) {
   if (fd < 0) { napi_throw_type_error(env, NULL, "unixQueue(fd)"); return NULL; }
   struct stat st;
   if (fstat(fd, &st) < 0) return int_value(env, -errno);
+  if (!S_ISSOCK(st.st_mode)) return int_value(env, -ENOTSOCK); // a file's inode number could name a socket's
   int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
   if (nl < 0) return int_value(env, -errno);
   struct {
@@ -708,8 +709,11 @@ NAPI_MODULE_INIT() {
     napi_throw_error(env, NULL, "accept: no memory for the read buffer");
     return NULL;
   }
-  napi_create_reference(env, buffer, 1, &data->buffer);
-  napi_set_instance_data(env, data, free_env_data, NULL);
+  if (napi_create_reference(env, buffer, 1, &data->buffer) != napi_ok || napi_set_instance_data(env, data, free_env_data, NULL) != napi_ok) {
+    free(data);
+    napi_throw_error(env, NULL, "accept: cannot keep the read buffer");
+    return NULL;
+  }
   napi_set_named_property(env, exports, "readBuffer", buffer);
   static const struct { const char *name; napi_callback cb; } fns[] = {
     {"listen", Listen}, {"stop", Stop}, {"respond", Respond}, {"release", Release}, {"close", Close}, {"bindUnix", BindUnix}, {"bindTcp", BindTcp},

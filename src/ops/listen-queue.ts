@@ -116,7 +116,7 @@ export class ListenQueues {
   private readonly log: Logger;
   private readonly ss: RunSs;
   private readonly now: () => number;
-  /** False when there is no Unix socket to read, or ss is not installed: Unix queues stay unknown. */
+  /** False when there is no Unix socket to read, or ss is not installed (run only for what sock_diag did not answer). */
   private ssUsable: boolean;
   /** After ss failed for another reason (a fork refused, EMFILE, a time-out, netlink refused): no run before. */
   private ssRetryAt = -Infinity;
@@ -140,7 +140,7 @@ export class ListenQueues {
       return { reading: { address: formatSocketAddress(address), proto, queue: undefined, backlog }, source, full: false, peak: 0 };
     };
     this.watched = [...config.sockets.map((a) => watch(a, 'uwsgi')), ...(config.http ?? []).map((a) => watch(a, 'http'))];
-    this.ssUsable = this.watched.some((w) => w.source.kind === 'unix' && w.source.read === undefined);
+    this.ssUsable = this.watched.some((w) => w.source.kind === 'unix');
   }
 
   /** The latest reading of each socket, --socket ones first. */
@@ -160,43 +160,52 @@ export class ListenQueues {
 
   private async sample(): Promise<void> {
     this.sampledAt = this.now();
-    let unix: ReturnType<typeof parseUnixListeners> | undefined;
-    if (this.ssUsable && this.sampledAt >= this.ssRetryAt) {
-      try {
-        unix = parseUnixListeners(await this.ss());
-        this.ssFailing = false;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-          this.ssUsable = false;
-          this.log.info({ err }, 'ss (iproute2) is not installed: the listen queue of Unix sockets is not reported');
-        } else {
-          // Maybe passing (no process or descriptor to spare, a busy machine): tried again later, said once.
-          this.ssRetryAt = this.sampledAt + SS_RETRY_MS;
-          if (!this.ssFailing) {
-            this.log.warn(
-              { err, stderr: (err as { stderr?: string }).stderr, retryMs: SS_RETRY_MS },
-              'ss failed: the listen queue of Unix sockets is unknown until it works again',
-            );
-          }
-          this.ssFailing = true;
-        }
-      }
+    // sock_diag first; ss for the Unix sockets it did not answer for (none held, or the master's copy closed at a stop).
+    const pairs = new Map<Watched, readonly [number, number]>();
+    let needSs = false;
+    for (const w of this.watched) {
+      if (w.source.kind !== 'unix') continue;
+      const pair = w.source.read?.();
+      if (Array.isArray(pair)) pairs.set(w, pair as readonly [number, number]);
+      else needSs = true;
     }
+    const unix = needSs ? await this.runSs() : undefined;
     for (const w of this.watched) {
       const source = w.source;
       if (source.kind === 'tcp') w.reading.queue = tcpListenQueue(source.port);
-      else if (source.kind === 'unix' && source.read !== undefined) {
-        const pair = source.read();
-        w.reading.queue = Array.isArray(pair) ? pair[0] : undefined;
-        if (Array.isArray(pair)) w.reading.backlog = pair[1]!;
-      } else if (source.kind === 'unix' && unix === undefined) w.reading.queue = undefined;
-      else if (source.kind === 'unix' && unix !== undefined) {
-        const row = unix.find((r) => source.paths.includes(r.path));
-        w.reading.queue = row?.queue;
-        if (row !== undefined) w.reading.backlog = row.backlog;
-      }
+      if (source.kind !== 'unix') continue;
+      const pair = pairs.get(w);
+      const row = pair === undefined ? unix?.find((r) => source.paths.includes(r.path)) : { queue: pair[0], backlog: pair[1] };
+      w.reading.queue = row?.queue;
+      if (row !== undefined) w.reading.backlog = row.backlog;
     }
     this.check();
+  }
+
+  /** ss's listener rows, or undefined (ss missing, failing, or waiting to be tried again). */
+  private async runSs(): Promise<ReturnType<typeof parseUnixListeners> | undefined> {
+    if (!this.ssUsable || this.sampledAt < this.ssRetryAt) return undefined;
+    try {
+      const rows = parseUnixListeners(await this.ss());
+      this.ssFailing = false;
+      return rows;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        this.ssUsable = false;
+        this.log.info({ err }, 'ss (iproute2) is not installed: the listen queue of Unix sockets is not reported');
+      } else {
+        // Maybe passing (no process or descriptor to spare, a busy machine): tried again later, said once.
+        this.ssRetryAt = this.sampledAt + SS_RETRY_MS;
+        if (!this.ssFailing) {
+          this.log.warn(
+            { err, stderr: (err as { stderr?: string }).stderr, retryMs: SS_RETRY_MS },
+            'ss failed: the listen queue of Unix sockets is unknown until it works again',
+          );
+        }
+        this.ssFailing = true;
+      }
+      return undefined;
+    }
   }
 
   /** The warning: once per episode per socket, on the readings just taken. */

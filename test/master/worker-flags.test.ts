@@ -12,7 +12,7 @@ describe('workerExecArgv', () => {
   });
 
   it('leaves pretenuring as the master was told, in either spelling', () => {
-    for (const flag of ['--allocation-site-pretenuring', '--allocation_site_pretenuring', '--no-allocation-site-pretenuring']) {
+    for (const flag of ['--allocation-site-pretenuring', '--allocation_site_pretenuring', '--no-allocation-site-pretenuring', '--noallocation-site-pretenuring']) {
       expect(workerExecArgv([flag]).filter((f) => /pretenuring/.test(f))).toEqual([flag]);
     }
   });

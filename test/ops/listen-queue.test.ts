@@ -122,6 +122,7 @@ describe('ListenQueues with sock_diag (the addon on the master\'s fd)', () => {
     const { log } = memoryLogger();
     let ssRuns = 0;
     let queue = 3;
+    let held = true;
     const own = { kind: 'unix', path: 'app.sock' } as const;
     const other = { kind: 'unix', path: '/srv/my app/other.sock' } as const;
     const make = (sockets: Array<typeof own | typeof other>) =>
@@ -131,7 +132,7 @@ describe('ListenQueues with sock_diag (the addon on the master\'s fd)', () => {
         cwd: '/srv/my app',
         log,
         ss: async () => (ssRuns++, ssOutput(5).replace('/srv/my app/app.sock', '/srv/my app/other.sock')),
-        readUnix: (address) => (address === own ? [queue, 16] : address === other ? -2 : undefined),
+        readUnix: (address) => (address === own ? (held ? [queue, 16] : undefined) : address === other ? -2 : undefined),
       });
     const queues = make([own]);
     await queues.fresh(0);
@@ -145,6 +146,12 @@ describe('ListenQueues with sock_diag (the addon on the master\'s fd)', () => {
     await mixed.fresh(0);
     expect(ssRuns).toBe(1);
     expect(mixed.readings.map((r) => r.queue)).toEqual([15, 5]);
+
+    // At a stop the master closes its copy: ss reads the socket from then on (the workers still hold it).
+    held = false;
+    await queues.fresh(0);
+    expect(ssRuns).toBe(2);
+    expect(queues.readings[0]!.queue, 'app.sock is not among the fake ss rows').toBeUndefined();
   });
 });
 
