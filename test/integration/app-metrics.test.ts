@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { freePort, httpRequest, startStack } from './nginx.js';
 import { useCleanups } from '../helpers/cleanup.js';
 import { samples } from '../helpers/metrics.js';
+import { toolEnv } from '../helpers/ci.js';
 
 const WAIT_MS = 20_000;
 const N = 40;
@@ -17,7 +18,7 @@ const { defer, tempDir } = useCleanups('nu-app-metrics-');
 
 function curl(url: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile('curl', ['-sS', '--fail', url], { timeout: WAIT_MS }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message} ${stderr}`)) : resolve(stdout)));
+    execFile('curl', ['-sS', '--fail', url], { timeout: WAIT_MS, env: toolEnv() }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message} ${stderr}`)) : resolve(stdout)));
   });
 }
 

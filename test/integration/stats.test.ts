@@ -6,6 +6,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CLI, freePort, httpRequest, launchServer, startNginx, startStack, type LogLine } from './nginx.js';
+import { toolEnv } from '../helpers/ci.js';
 import { useCleanups } from '../helpers/cleanup.js';
 import { samples } from '../helpers/metrics.js';
 
@@ -16,7 +17,7 @@ const { defer, tempDir } = useCleanups('nu-stats-');
 
 function run(file: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(file, args, { timeout: WAIT_MS }, (err, stdout, stderr) => {
+    execFile(file, args, { timeout: WAIT_MS, env: toolEnv() }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
       resolve({ code, stdout, stderr });
     });
