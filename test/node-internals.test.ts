@@ -197,16 +197,7 @@ describe('node internals', () => {
         return 0;
       },
     };
-    const socket = Object.assign(new EventEmitter(), {
-      writable: true,
-      _httpMessage: null as unknown,
-      _writableState: state,
-      write: () => true,
-      cork: () => {},
-      uncork: () => {},
-      setTimeout: () => {},
-      destroy: () => {},
-    });
+    const socket = fakeConnection({ _writableState: state });
     const res = new ServerResponse(new IncomingMessage(new net.Socket()));
     res.assignSocket(socket as unknown as net.Socket);
     expect(socket._httpMessage).toBe(res);
@@ -217,20 +208,14 @@ describe('node internals', () => {
 
   it("_hadError: http's onFinish emits no 'finish' for a response whose socket errored (the light socket sets it)", async () => {
     const finished = async (hadError: boolean): Promise<boolean> => {
-      const socket = Object.assign(new EventEmitter(), {
-        writable: true,
+      const socket = fakeConnection({
         destroyed: false,
         _hadError: hadError,
-        _httpMessage: null as unknown,
         _writableState: { corked: 0 },
         write: (_data: unknown, _encoding: unknown, callback?: () => void) => {
           if (typeof callback === 'function') process.nextTick(callback);
           return true;
         },
-        cork: () => {},
-        uncork: () => {},
-        setTimeout: () => {},
-        destroy: () => {},
       });
       const res = new ServerResponse(new IncomingMessage(new net.Socket()));
       res.assignSocket(socket as unknown as net.Socket);
@@ -255,3 +240,12 @@ describe('node internals', () => {
     expect(streamStateKey()).not.toBeNull();
   });
 });
+
+/** The least of a connection that http's ServerResponse writes to (as the light socket is), with `fields` over it. */
+function fakeConnection<T extends object>(fields: T): EventEmitter & { writable: boolean; _httpMessage: unknown } & T {
+  return Object.assign(
+    new EventEmitter(),
+    { writable: true, _httpMessage: null as unknown, write: () => true, cork: () => {}, uncork: () => {}, setTimeout: () => {}, destroy: () => {} },
+    fields,
+  );
+}

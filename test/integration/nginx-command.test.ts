@@ -1,7 +1,7 @@
 // `node-uwsgi nginx` (the real CLI, dist/cli.js): what it prints passes the real `nginx -t` for Unix and TCP
 // sockets, with and without --websocket, and an nginx started with it serves requests and WebSockets from a
 // running node-uwsgi.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { nginxSize } from '../../src/commands/nginx.js';
-import { CLI, NGINX_BIN, ROOT, accepting, freePort, httpRequest, nginxConfig, requireNginx, startServer } from '../integration/nginx.js';
+import { CLI, NGINX_BIN, ROOT, httpRequest, nginxConfig, requireNginx, startNginx, startServer, type NginxProcess } from '../integration/nginx.js';
 
 function generate(args: string[]): { code: number | null; stdout: string; stderr: string } {
   const result = spawnSync(process.execPath, [CLI, 'nginx', ...args], { cwd: ROOT, encoding: 'utf8' });
@@ -142,18 +142,19 @@ describe('node-uwsgi nginx', () => {
     const sock = join(dir, 'app.sock');
     const server = await startServer({ app: 'ws-server.mjs', socket: `unix:${sock}`, args: ['--access-log'] });
     const prefix = mkdtempSync(join(dir, 'run-'));
-    let nginx: ReturnType<typeof spawn> | undefined;
+    let nginx: NginxProcess | undefined;
     try {
-      let port = 0;
-      for (let attempt = 0; attempt < 3 && nginx === undefined; attempt++) {
-        port = await freePort();
-        const { code, stdout } = generate(['--socket', `unix:${sock}`, '--listen', `127.0.0.1:${port}`, '--server-name', 'localhost', '--websocket', '/ws/']);
-        expect(code).toBe(0);
-        const conf = join(prefix, 'nginx.conf');
-        writeFileSync(conf, nginxConfig(prefix, stdout));
-        const child = spawn(NGINX_BIN, ['-p', prefix, '-c', conf, '-e', join(prefix, 'error.log')], { stdio: 'ignore' });
-        if (await accepting(port, child)) nginx = child;
-      }
+      nginx = await startNginx({
+        prefix,
+        transport: 'unix',
+        upstream: sock,
+        site: (listen) => {
+          const { code, stdout } = generate(['--socket', `unix:${sock}`, '--listen', `127.0.0.1:${listen}`, '--server-name', 'localhost', '--websocket', '/ws/']);
+          expect(code).toBe(0);
+          return stdout;
+        },
+      });
+      const port = nginx.port;
       expect(nginx, 'nginx started with the printed configuration').toBeDefined();
 
       const res = await httpRequest(`http://127.0.0.1:${port}/through/nginx?q=1`);
@@ -170,8 +171,7 @@ describe('node-uwsgi nginx', () => {
       ws.close();
       await once(ws, 'close');
     } finally {
-      nginx?.kill('SIGTERM');
-      if (nginx && nginx.exitCode === null) await once(nginx, 'exit');
+      await nginx?.stop();
       await server.stop();
     }
   });

@@ -1,7 +1,7 @@
 // --ssl-socket through a real nginx (`uwsgi_pass suwsgi://`, client certificate, the block `node-uwsgi nginx
 // --upstream --ssl` prints), with certificates made by the README's own openssl commands ("Several hosts"), on the
 // JavaScript accept path and with --accept native (the plain socket native, the TLS one in JavaScript).
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,8 +14,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { encodeRequest } from '../../src/protocol/encoder.js';
 import {
-  CLI, NGINX_BIN, ROOT, accepting, freePort, httpRequest, launchServer, nginxConfig, requireNginx, seededBytes, sha256, startServer,
-  type ServerProcess,
+  CLI, ROOT, freePort, httpRequest, launchServer, requireNginx, seededBytes, sha256, startNginx, startServer,
+  type NginxProcess, type ServerProcess,
 } from './nginx.js';
 
 const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
@@ -76,7 +76,7 @@ describe('--ssl-socket', () => {
 
   describe.each(['js', 'native'] as const)('with --accept %s', (accept) => {
     let server: ServerProcess;
-    let nginx: ChildProcess | undefined;
+    let nginx: NginxProcess | undefined;
     let tlsPort = 0;
     let port = 0;
     let prefix: string;
@@ -102,25 +102,26 @@ describe('--ssl-socket', () => {
       expect(ready.sockets).toEqual([`unix:${join(prefix, 'plain.sock')}`, `127.0.0.1:${tlsPort}`]);
       // --accept native serves the plain socket natively, the TLS one in JavaScript.
       if (accept === 'native') expect(server.logs.find((l) => l.msg === 'accept: native')).toMatchObject({ sockets: 1 });
-      for (let attempt = 0; attempt < 3 && nginx === undefined; attempt++) {
-        port = await freePort();
-        const site = spawnSync(process.execPath, [
-          CLI, 'nginx', '--upstream', `127.0.0.1:${tlsPort}`, '--ssl', '--listen', `127.0.0.1:${port}`, '--server-name', 'localhost',
-          '--ssl-certificate', file('client.crt'), '--ssl-certificate-key', file('client.key'), '--ssl-trusted-certificate', file('ca.crt'),
-        ], { encoding: 'utf8' });
-        expect(site.stderr).toBe('');
-        expect(site.stdout).toContain('uwsgi_pass suwsgi://node_uwsgi;');
-        const conf = join(prefix, 'nginx.conf');
-        writeFileSync(conf, nginxConfig(prefix, site.stdout));
-        const child = spawn(NGINX_BIN, ['-p', prefix, '-c', conf, '-e', join(prefix, 'error.log')], { stdio: 'ignore' });
-        if (await accepting(port, child)) nginx = child;
-      }
+      nginx = await startNginx({
+        prefix,
+        transport: 'tcp',
+        upstream: `127.0.0.1:${tlsPort}`,
+        site: (listen) => {
+          const site = spawnSync(process.execPath, [
+            CLI, 'nginx', '--upstream', `127.0.0.1:${tlsPort}`, '--ssl', '--listen', `127.0.0.1:${listen}`, '--server-name', 'localhost',
+            '--ssl-certificate', file('client.crt'), '--ssl-certificate-key', file('client.key'), '--ssl-trusted-certificate', file('ca.crt'),
+          ], { encoding: 'utf8' });
+          expect(site.stderr).toBe('');
+          expect(site.stdout).toContain('uwsgi_pass suwsgi://node_uwsgi;');
+          return site.stdout;
+        },
+      });
+      port = nginx.port;
       expect(nginx, 'nginx started with the generated upstream').toBeDefined();
     }, 60_000);
 
     afterAll(async () => {
-      nginx?.kill('SIGTERM');
-      if (nginx && nginx.exitCode === null) await once(nginx, 'exit');
+      await nginx?.stop();
       await server?.stop();
     });
 
@@ -248,23 +249,23 @@ describe('--ssl-socket', () => {
       args: ['--ssl-socket', `127.0.0.1:${tlsPort},${file('app1.crt')},${file('app1.key')},${file('ca.crt')}`],
     });
     await server.waitForLog((l) => l.msg === 'ready');
-    let nginx: ChildProcess | undefined;
+    let nginx: NginxProcess | undefined;
     try {
-      let port = 0;
-      for (let attempt = 0; attempt < 3 && nginx === undefined; attempt++) {
-        port = await freePort();
-        const site = spawnSync(process.execPath, [
-          CLI, 'nginx', '--upstream', `127.0.0.1:${tlsPort}`, '--ssl', '--listen', `127.0.0.1:${port}`, '--server-name', 'localhost', '--websocket', '/ws/',
-          '--ssl-certificate', file('client.crt'), '--ssl-certificate-key', file('client.key'), '--ssl-trusted-certificate', file('ca.crt'),
-        ], { encoding: 'utf8' });
-        expect(site.stderr).toBe('');
-        const conf = join(prefix, 'nginx.conf');
-        writeFileSync(conf, nginxConfig(prefix, site.stdout));
-        const child = spawn(NGINX_BIN, ['-p', prefix, '-c', conf, '-e', join(prefix, 'error.log')], { stdio: 'ignore' });
-        if (await accepting(port, child)) nginx = child;
-      }
+      nginx = await startNginx({
+        prefix,
+        transport: 'tcp',
+        upstream: `127.0.0.1:${tlsPort}`,
+        site: (listen) => {
+          const site = spawnSync(process.execPath, [
+            CLI, 'nginx', '--upstream', `127.0.0.1:${tlsPort}`, '--ssl', '--listen', `127.0.0.1:${listen}`, '--server-name', 'localhost', '--websocket', '/ws/',
+            '--ssl-certificate', file('client.crt'), '--ssl-certificate-key', file('client.key'), '--ssl-trusted-certificate', file('ca.crt'),
+          ], { encoding: 'utf8' });
+          expect(site.stderr).toBe('');
+          return site.stdout;
+        },
+      });
       expect(nginx).toBeDefined();
-      const ws = new WebSocket(`ws://127.0.0.1:${port}/ws/over-tls`);
+      const ws = new WebSocket(`ws://127.0.0.1:${nginx.port}/ws/over-tls`);
       const [first] = (await once(ws, 'message')) as [Buffer];
       expect(JSON.parse(first.toString())).toMatchObject({ url: '/ws/over-tls', remoteAddress: '127.0.0.1' });
       const big = seededBytes(3, 300_000);
@@ -274,8 +275,7 @@ describe('--ssl-socket', () => {
       ws.close();
       await once(ws, 'close');
     } finally {
-      nginx?.kill('SIGTERM');
-      if (nginx && nginx.exitCode === null) await once(nginx, 'exit');
+      await nginx?.stop();
       await server.stop();
     }
   });
