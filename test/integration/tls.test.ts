@@ -74,6 +74,24 @@ describe('--ssl-socket', () => {
     });
   }
 
+  /** nginx with the block `node-uwsgi nginx --upstream ... --ssl` prints for the TLS socket on `tlsPort`. */
+  function generatedNginx(prefix: string, tlsPort: number, extra: string[] = []): Promise<NginxProcess> {
+    return startNginx({
+      prefix,
+      transport: 'tcp',
+      upstream: `127.0.0.1:${tlsPort}`,
+      site: (listen) => {
+        const site = spawnSync(process.execPath, [
+          CLI, 'nginx', '--upstream', `127.0.0.1:${tlsPort}`, '--ssl', '--listen', `127.0.0.1:${listen}`, '--server-name', 'localhost', ...extra,
+          '--ssl-certificate', file('client.crt'), '--ssl-certificate-key', file('client.key'), '--ssl-trusted-certificate', file('ca.crt'),
+        ], { encoding: 'utf8' });
+        expect(site.stderr).toBe('');
+        expect(site.stdout).toContain('uwsgi_pass suwsgi://node_uwsgi;');
+        return site.stdout;
+      },
+    });
+  }
+
   describe.each(['js', 'native'] as const)('with --accept %s', (accept) => {
     let server: ServerProcess;
     let nginx: NginxProcess | undefined;
@@ -102,20 +120,7 @@ describe('--ssl-socket', () => {
       expect(ready.sockets).toEqual([`unix:${join(prefix, 'plain.sock')}`, `127.0.0.1:${tlsPort}`]);
       // --accept native serves the plain socket natively, the TLS one in JavaScript.
       if (accept === 'native') expect(server.logs.find((l) => l.msg === 'accept: native')).toMatchObject({ sockets: 1 });
-      nginx = await startNginx({
-        prefix,
-        transport: 'tcp',
-        upstream: `127.0.0.1:${tlsPort}`,
-        site: (listen) => {
-          const site = spawnSync(process.execPath, [
-            CLI, 'nginx', '--upstream', `127.0.0.1:${tlsPort}`, '--ssl', '--listen', `127.0.0.1:${listen}`, '--server-name', 'localhost',
-            '--ssl-certificate', file('client.crt'), '--ssl-certificate-key', file('client.key'), '--ssl-trusted-certificate', file('ca.crt'),
-          ], { encoding: 'utf8' });
-          expect(site.stderr).toBe('');
-          expect(site.stdout).toContain('uwsgi_pass suwsgi://node_uwsgi;');
-          return site.stdout;
-        },
-      });
+      nginx = await generatedNginx(prefix, tlsPort);
       port = nginx.port;
       expect(nginx, 'nginx started with the generated upstream').toBeDefined();
     }, 60_000);
@@ -251,19 +256,7 @@ describe('--ssl-socket', () => {
     await server.waitForLog((l) => l.msg === 'ready');
     let nginx: NginxProcess | undefined;
     try {
-      nginx = await startNginx({
-        prefix,
-        transport: 'tcp',
-        upstream: `127.0.0.1:${tlsPort}`,
-        site: (listen) => {
-          const site = spawnSync(process.execPath, [
-            CLI, 'nginx', '--upstream', `127.0.0.1:${tlsPort}`, '--ssl', '--listen', `127.0.0.1:${listen}`, '--server-name', 'localhost', '--websocket', '/ws/',
-            '--ssl-certificate', file('client.crt'), '--ssl-certificate-key', file('client.key'), '--ssl-trusted-certificate', file('ca.crt'),
-          ], { encoding: 'utf8' });
-          expect(site.stderr).toBe('');
-          return site.stdout;
-        },
-      });
+      nginx = await generatedNginx(prefix, tlsPort, ['--websocket', '/ws/']);
       expect(nginx).toBeDefined();
       const ws = new WebSocket(`ws://127.0.0.1:${nginx.port}/ws/over-tls`);
       const [first] = (await once(ws, 'message')) as [Buffer];
